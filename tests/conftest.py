@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EMULATOR = ROOT / "lab" / "ollama_emulator.py"
 DATA = Path(__file__).resolve().parent / "data"
 
+# The lab fleet fixture (`lab_hosts`) lives with the lab so that the lab owns its own lifecycle.
+pytest_plugins = ["lab.pytest_plugin"]
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -1,0 +1,1 @@
+"""keepwarm's local test fleet: systemd-nspawn Debian 12 hosts running the Ollama emulator."""
