@@ -1,0 +1,286 @@
+"""Command line: `ollama-heartbeat [options] once|watch|status`.
+
+Exit codes: 0 every configured model pinned, 1 a model could not be pinned (or checked), 2 bad configuration,
+3 server unreachable after bounded retries. Expected failures print one `key=value` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import Any, Dict, List, Optional, Sequence
+
+import httpx
+
+from . import __version__
+from ._beat import BeatResult, is_pinned, run_beat
+from ._client import OllamaClient
+from ._config import DEFAULT_CONFIG_PATH, Config, load_config, normalize_name
+from ._exceptions import ConfigError, HeartbeatError
+from ._expiry import FOREVER, STOPPING, classify
+from ._logfmt import Logger
+from ._metrics import State, render_metrics, state_path, write_atomic
+
+__all__ = ["main"]
+
+# Overridable options: accepted before or after the command (`--url U once` and `once --url U`).
+_OPTIONS = [
+    (("--config",), {"metavar": "PATH", "help": f"JSON config file (default {DEFAULT_CONFIG_PATH} when it exists)"}),
+    (("--url",), {"help": "Ollama base URL (default http://127.0.0.1:11434)"}),
+    (
+        ("--model",),
+        {
+            "dest": "models",
+            "action": "append",
+            "metavar": "NAME[:TAG]",
+            "help": "model to keep warm; "
+            "repeatable; replaces the config file's list (options kept for models it names)",
+        },
+    ),
+    (("--keep-alive",), {"dest": "keep_alive", "help": "-1 (forever, default) or a Go duration like 24h"}),
+    (("--request-timeout",), {"dest": "request_timeout", "type": float, "metavar": "SECONDS"}),
+    (
+        ("--load-timeout",),
+        {
+            "dest": "load_timeout",
+            "type": float,
+            "metavar": "SECONDS",
+            "help": "time allowed for a cold load (default 600: big models load for minutes)",
+        },
+    ),
+    (("--metrics-path",), {"dest": "metrics_path", "metavar": "PATH", "help": "Prometheus textfile to write"}),
+    (
+        ("--interval",),
+        {
+            "type": float,
+            "metavar": "SECONDS",
+            "help": "beat interval of the timer (default 60); retries stop well before it",
+        },
+    ),
+    (("--poll",), {"type": float, "metavar": "SECONDS", "help": "watch: seconds between /api/ps polls (default 5)"}),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with one key=value line plus usage on stderr
+        self.print_usage(sys.stderr)
+        Logger()(action="config", result="error", exit=2, error="usage", message=message)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    for flags, kwargs in _OPTIONS:
+        common.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+    parser = _Parser(
+        prog="ollama-heartbeat",
+        description="Keep Ollama models loaded and pinned (keep_alive -1), repairing only what is wrong.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"ollama-heartbeat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="once|watch|status", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("once", parents=[common], help="one beat (for a systemd oneshot started by a timer)")
+    sub.add_parser("watch", parents=[common], help="poll /api/ps every few seconds and repair at once")
+    sub.add_parser("status", parents=[common], help="table of the configured models and what the server says")
+    return parser
+
+
+def _keep_alive_flag(text: str) -> Any:
+    """`--keep-alive -1` is the number -1; other numbers are seconds; anything else is a Go duration string."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _config(ns: argparse.Namespace) -> Config:
+    overrides: Dict[str, Any] = {}
+    for key in ("url", "request_timeout", "load_timeout", "metrics_path", "interval", "poll", "models"):
+        if key in ns:
+            overrides[key] = getattr(ns, key)
+    if "keep_alive" in ns:
+        overrides["keep_alive"] = _keep_alive_flag(ns.keep_alive)
+    path = getattr(ns, "config", None)
+    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        path = DEFAULT_CONFIG_PATH
+    return load_config(path, overrides)
+
+
+def _client(config: Config, retry_budget: Optional[float] = None, transport: Any = None) -> OllamaClient:
+    # Retries stop at half the interval (at most 30 s), so a failing beat ends well before the next one starts.
+    budget = min(30.0, config.interval / 2) if retry_budget is None else retry_budget
+    return OllamaClient(
+        config.url,
+        request_timeout=config.request_timeout,
+        load_timeout=config.load_timeout,
+        retry_budget=budget,
+        transport=transport,
+    )
+
+
+def _write_metrics(config: Config, state: State, result: BeatResult, log: Logger) -> None:
+    try:
+        state.save()
+        if config.metrics_path:
+            text = render_metrics([r.observation() for r in result.models], state, result.up, result.exit_code)
+            write_atomic(config.metrics_path, text)
+    except OSError as exc:
+        log(action="metrics", result="error", error="write", message=f"{exc.filename or ''}: {exc.strerror or exc}")
+
+
+def _once(config: Config, log: Logger, transport: Any = None) -> int:
+    state = State(state_path(config.metrics_path))
+    with _client(config, transport=transport) as client:
+        result = run_beat(client, config, state, log)
+    _write_metrics(config, state, result, log)
+    return result.exit_code
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _watch(config: Config, log: Logger, transport: Any = None) -> int:
+    """Poll /api/ps every `poll` seconds (one cheap GET while all is well) and repair at once.
+
+    SIGTERM or SIGINT end the loop cleanly with exit 0: between polls at once, during a request by abandoning it.
+    """
+    stop = threading.Event()
+    busy = [False]
+    received: List[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+        if busy[0]:
+            raise _Terminated()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    state = State(state_path(config.metrics_path))
+    log(action="watch", result="started", poll=config.poll, models=",".join(m.key for m in config.models))
+    last_exit: Optional[int] = None
+    try:
+        # Retries must end before the next poll is due, but give a restarting server a few seconds.
+        with _client(config, retry_budget=max(config.poll, 2.0), transport=transport) as client:
+            while not stop.is_set():
+                try:
+                    busy[0] = True
+                    result = run_beat(client, config, state, log, quiet=last_exit == 0)
+                finally:
+                    busy[0] = False
+                last_exit = result.exit_code
+                _write_metrics(config, state, result, log)
+                stop.wait(config.poll)
+    except _Terminated:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log(action="watch", result="stopped", signal=received[0] if received else None)
+    return 0
+
+
+def _human(seconds: Optional[float]) -> str:
+    s = int(seconds or 0)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60}s"
+    return f"{s}s"
+
+
+def _processor(entry: Dict[str, Any]) -> str:
+    # cmd/cmd.go ListRunningHandler: the PROCESSOR column.
+    size, vram = entry.get("size"), entry.get("size_vram")
+    if not isinstance(size, int) or not isinstance(vram, int):
+        return "?"
+    if vram == 0:
+        return "100% CPU"
+    if vram == size:
+        return "100% GPU"
+    if vram > size or size == 0:
+        return "Unknown"
+    cpu = round((size - vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
+def _status(config: Config, log: Logger, transport: Any = None) -> int:
+    with _client(config, transport=transport) as client:
+        try:
+            models = client.ps()
+        except HeartbeatError as exc:
+            log(action="status", result="error", exit=exc.exit_code, error=exc.kind, message=str(exc))
+            return exc.exit_code
+    loaded = {normalize_name(m["name"]): m for m in models}
+    rows = [("MODEL", "CONFIGURED", "LOADED", "STATE", "UNTIL", "PROCESSOR", "CONTEXT", "PINNED")]
+    all_pinned = True
+    keys = [m.key for m in config.models]
+    for key in keys + [k for k in loaded if k not in keys]:
+        entry = loaded.get(key)
+        configured = "yes" if key in keys else "no"
+        if entry is None:
+            rows.append((key, configured, "no", "-", "-", "-", "-", "no"))
+            all_pinned = all_pinned and configured == "no"
+            continue
+        try:
+            exp = classify(entry.get("expires_at"))
+            state, until = exp.state, "Forever" if exp.state == FOREVER else _human(exp.seconds_left)
+            if exp.state == STOPPING:
+                until = "Stopping..."
+        except ValueError:
+            exp, state, until = None, "invalid", str(entry.get("expires_at"))
+        pinned = is_pinned(exp, config)
+        if configured == "yes":
+            all_pinned = all_pinned and pinned
+        ctx = entry.get("context_length")
+        rows.append(
+            (
+                key,
+                configured,
+                "yes",
+                state,
+                until,
+                _processor(entry),
+                str(ctx) if ctx else "-",
+                "yes" if pinned else "no",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = sys.stdout
+    for row in rows:
+        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    out.flush()
+    return 0 if all_pinned else 1
+
+
+def main(argv: Optional[Sequence[str]] = None, transport: Optional[httpx.BaseTransport] = None) -> int:
+    """Run the command line; return the exit code. `transport` is for tests (httpx.MockTransport)."""
+    log = Logger()
+    try:
+        ns = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        config = _config(ns)
+    except ConfigError as exc:
+        log(action="config", result="error", exit=2, error="config", field=exc.field, message=exc.message)
+        return 2
+    try:
+        if ns.command == "once":
+            return _once(config, log, transport)
+        if ns.command == "watch":
+            return _watch(config, log, transport)
+        return _status(config, log, transport)
+    except HeartbeatError as exc:  # pragma: no cover - every path above reports its own errors
+        log(action=ns.command, result="error", exit=exc.exit_code, error=exc.kind, message=str(exc))
+        return exc.exit_code

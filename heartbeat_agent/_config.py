@@ -1,0 +1,259 @@
+"""Configuration: one JSON file (written by the `heartbeat` role), overridable by command-line flags.
+
+    {"url": "http://127.0.0.1:11434", "keep_alive": -1, "request_timeout": 10, "load_timeout": 600,
+     "interval": 60, "metrics_path": null, "models": [{"name": "llama3.2", "options": {"num_ctx": 8192}}]}
+
+Every error names the field it is about (`models[0].options.num_ctx: ...`) and maps to exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Dict, List, NamedTuple, Optional, Union
+from urllib.parse import urlsplit
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "KeepAlive",
+    "ModelSpec",
+    "load_config",
+    "normalize_name",
+    "parse_keep_alive",
+]
+
+DEFAULT_CONFIG_PATH = "/etc/keepwarm/heartbeat.json"
+DEFAULTS: Dict[str, Any] = {
+    "url": "http://127.0.0.1:11434",
+    "keep_alive": -1,
+    "request_timeout": 10,
+    "load_timeout": 600,
+    "interval": 60,
+    "poll": 5,
+    "metrics_path": None,
+    "models": [],
+}
+KNOWN_KEYS = frozenset(DEFAULTS)
+MODEL_KEYS = frozenset({"name", "options"})
+
+Number = Union[int, float]
+
+
+class KeepAlive(NamedTuple):
+    """A validated keep_alive: `wire` is what goes in the request JSON; `seconds` is None for forever."""
+
+    wire: Union[int, float, str]
+    seconds: Optional[float]
+
+    @property
+    def forever(self) -> bool:
+        return self.seconds is None
+
+
+class ModelSpec(NamedTuple):
+    name: str  # as configured, sent to the server as is (responses echo the request string)
+    key: str  # normalised for matching against /api/ps names
+    options: Dict[str, Any]
+
+
+class Config(NamedTuple):
+    url: str
+    keep_alive: KeepAlive
+    request_timeout: float
+    load_timeout: float
+    interval: float
+    poll: float
+    metrics_path: Optional[str]
+    models: List[ModelSpec]
+
+
+# Go time.ParseDuration (src/time/format.go): [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or "0"; units ns us µs μs ms s m h.
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"([-+]?)((?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_keep_alive(value: object, field: str = "keep_alive") -> KeepAlive:
+    """Validate keep_alive the way Ollama's api/types.go `Duration.UnmarshalJSON` reads it, but stricter.
+
+    Numbers are seconds and any negative number means forever (sent as -1). Strings must be Go durations with a unit
+    (`"-1m"`, `"24h"`): `"-1"` and `"10"` are a 400 upstream (missing unit), `"1d"` and `"forever"` are unknown units,
+    `""` is invalid. 0 is refused: it unloads the model after every request, the opposite of keeping it warm.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(field, f"must be a number of seconds or a Go duration string like '-1m', got {value!r}")
+    if isinstance(value, str):
+        m = _GO_DURATION.fullmatch(value)
+        if not m:
+            raise ConfigError(
+                field,
+                f"{value!r} is not a Go duration (units ns, us, ms, s, m, h; a unit is required; "
+                "use the number -1 for forever)",
+            )
+        seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_PART.findall(m.group(2)))
+        if m.group(1) == "-" and seconds > 0:
+            return KeepAlive(-1, None)
+        wire: Union[int, float, str] = value
+    else:
+        if not math.isfinite(value):
+            raise ConfigError(field, f"must be finite, got {value!r}")
+        if value < 0:
+            return KeepAlive(-1, None)
+        seconds = float(value)
+        wire = value
+    if seconds == 0:
+        raise ConfigError(field, "0 unloads the model after every request; use -1 to pin it forever")
+    if seconds >= 9.2e9:
+        raise ConfigError(field, "too large: Ollama's int64 nanoseconds overflow; use -1 for forever")
+    return KeepAlive(wire, seconds)
+
+
+def normalize_name(name: str) -> str:
+    """Match names like Ollama: `llama3` == `llama3:latest` (types/model/name.go `ParseName`, `DisplayShortest`).
+
+    The default host `registry.ollama.ai` and namespace `library` are dropped, a missing tag becomes `latest`, and
+    names compare case-insensitively (`Name.EqualFold`).
+    """
+    n = name.strip()
+    if "@" in n:
+        n = n.split("@", 1)[0]
+    for prefix in ("https://", "http://"):
+        if n.lower().startswith(prefix):
+            n = n[len(prefix) :]
+    parts = n.split("/")
+    if len(parts) == 3 and parts[0].lower() == "registry.ollama.ai":
+        parts = parts[1:]
+    if len(parts) == 2 and parts[0].lower() == "library":
+        parts = parts[1:]
+    last = parts[-1]
+    if ":" not in last:
+        parts[-1] = last + ":latest"
+    return "/".join(parts).lower()
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", re.ASCII)
+
+
+def _number(raw: Dict[str, Any], key: str, minimum: float = 0.0) -> float:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(key, f"must be a number of seconds, got {value!r}")
+    if value <= minimum:
+        raise ConfigError(key, f"must be greater than {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _model(item: object, index: int) -> ModelSpec:
+    field = f"models[{index}]"
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict):
+        raise ConfigError(field, f"must be a model name or an object with 'name' and 'options', got {item!r}")
+    unknown = sorted(set(item) - MODEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{field}.{unknown[0]}", "unknown key (allowed: name, options)")
+    name = item.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{field}.name", f"must be a model name like 'llama3.2' or 'qwen2.5:7b', got {name!r}")
+    options = item.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{field}.options", f"must be an object, got {options!r}")
+    for key, value in options.items():
+        if not isinstance(key, str) or not isinstance(value, (bool, int, float, str, list)) or value is None:
+            raise ConfigError(f"{field}.options.{key}", f"must be a scalar or list, got {value!r}")
+    # api/types.go Options.FromMap answers 500 `option "num_ctx" must be of type integer` for a wrong type.
+    for key in ("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "num_predict"):
+        if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int)):
+            raise ConfigError(f"{field}.options.{key}", f"must be an integer, got {options[key]!r}")
+    if "num_ctx" in options and options["num_ctx"] < 1:
+        raise ConfigError(f"{field}.options.num_ctx", f"must be positive, got {options['num_ctx']!r}")
+    return ModelSpec(name, normalize_name(name), dict(options))
+
+
+def build_config(raw: Dict[str, Any]) -> Config:
+    """Validate a merged configuration mapping (file values, then flags) into a Config."""
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key (allowed: {', '.join(sorted(KNOWN_KEYS))})")
+    merged = dict(DEFAULTS)
+    merged.update(raw)
+    url = merged["url"]
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("url", f"must be an http:// or https:// URL with a host, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError("url", f"has an invalid port: {url!r}") from None
+    interval = _number(merged, "interval")
+    poll = _number(merged, "poll")
+    request_timeout = _number(merged, "request_timeout")
+    load_timeout = _number(merged, "load_timeout")
+    keep_alive = parse_keep_alive(merged["keep_alive"])
+    if keep_alive.seconds is not None and keep_alive.seconds <= interval:
+        raise ConfigError(
+            "keep_alive",
+            f"{keep_alive.wire!r} is not longer than interval ({interval:g}s): the model would expire between beats",
+        )
+    metrics_path = merged["metrics_path"]
+    if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path):
+        raise ConfigError("metrics_path", f"must be null or a file path, got {metrics_path!r}")
+    models_raw = merged["models"]
+    if not isinstance(models_raw, list):
+        raise ConfigError("models", f"must be a list, got {models_raw!r}")
+    if not models_raw:
+        raise ConfigError("models", "at least one model is required (config file 'models' or --model)")
+    models = [_model(item, i) for i, item in enumerate(models_raw)]
+    seen: Dict[str, int] = {}
+    for i, spec in enumerate(models):
+        if spec.key in seen:
+            raise ConfigError(f"models[{i}].name", f"{spec.name!r} duplicates models[{seen[spec.key]}]")
+        seen[spec.key] = i
+    return Config(
+        url=url.rstrip("/"),
+        keep_alive=keep_alive,
+        request_timeout=request_timeout,
+        load_timeout=load_timeout,
+        interval=interval,
+        poll=poll,
+        metrics_path=metrics_path,
+        models=models,
+    )
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("config", f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: Optional[str], overrides: Dict[str, Any]) -> Config:
+    """Read `path` (None: no file), apply flag `overrides`, validate.
+
+    `--model` flags replace the file's model list; a flag naming a model the file lists keeps that model's options.
+    """
+    raw: Dict[str, Any] = read_config_file(path) if path is not None else {}
+    overrides = dict(overrides)
+    flag_models = overrides.pop("models", None)
+    raw.update(overrides)
+    if flag_models:
+        by_key: Dict[str, Any] = {}
+        if isinstance(raw.get("models"), list):
+            for item in raw["models"]:
+                if isinstance(item, dict) and isinstance(item.get("name"), str):
+                    by_key[normalize_name(item["name"])] = item
+        raw["models"] = [by_key.get(normalize_name(n), n) for n in flag_models]
+    return build_config(raw)
