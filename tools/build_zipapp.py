@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Build the heartbeat agent as one self-contained, byte-for-byte reproducible zipapp.
+
+    python tools/build_zipapp.py --out dist/ollama-heartbeat.pyz
+
+The zip holds `heartbeat_agent/` from this checkout plus httpx and its pure-Python dependencies, pinned to the
+newest releases that still support Python 3.9 (GPU fleets run RHEL 9 / Debian 11 system Pythons; the newest anyio
+is a SyntaxError on 3.9 and the newest idna fails on 3.8: /work/shared/packaging-notes.md). Wheels are fetched once
+with `pip download --only-binary=:all: --python-version 3.9 --no-deps`, checked against the sha256 below, and
+cached in `build/wheels/`. exceptiongroup and typing_extensions are anyio's `python_version < "3.11"/"3.13"`
+dependencies, listed explicitly because pip does not evaluate those markers for the target version.
+
+Reproducible: entries sorted, every timestamp 1980-01-01 00:00:00, permissions 0644, Unix host, DEFLATE level 9,
+no directory entries, no __pycache__/.pyc, fixed shebang. Same sources and wheels give the same sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEEL_DIR = ROOT / "build" / "wheels"
+PACKAGE = ROOT / "heartbeat_agent"
+SHEBANG = b"#!/usr/bin/env python3\n"
+DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+# name, version, wheel file, sha256: newest release with Requires-Python allowing 3.9 (checked 2026-11-26).
+PINS = [
+    ("httpx", "0.28.1", "httpx-0.28.1-py3-none-any.whl",
+     "d909fcccc110f8c7faf814ca82a9a4d816bc5a6dbfea25d6591d6985b8ba59ad"),
+    ("httpcore", "1.0.9", "httpcore-1.0.9-py3-none-any.whl",
+     "2d400746a40668fc9dec9810239072b40b4484b640a8c38fd654a024c7a1bf55"),
+    ("h11", "0.16.0", "h11-0.16.0-py3-none-any.whl",
+     "63cf8bbe7522de3bf65932fda1d9c2772064ffb3dae62d55932da54b31cb6c86"),
+    ("anyio", "4.12.1", "anyio-4.12.1-py3-none-any.whl",
+     "d405828884fc140aa80a3c667b8beed277f1dfedec42ba031bd6ac3db606ab6c"),
+    ("idna", "3.20", "idna-3.20-py3-none-any.whl",
+     "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"),
+    ("certifi", "2026.10.19.post1", "certifi-2026.10.19.post1-py3-none-any.whl",
+     "1324c476b4811eff41a8bc2122cd0bbd4d9c7234c725446d99ab1612b3a7fdd2"),
+    ("exceptiongroup", "1.3.2", "exceptiongroup-1.3.2-py3-none-any.whl",
+     "41c6a70dfec22050d3d8b43386b059a4dc0bca3f3d40a40971cb206fff1785af"),
+    ("typing_extensions", "4.16.0", "typing_extensions-4.16.0-py3-none-any.whl",
+     "481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8"),
+]  # fmt: skip
+
+MAIN = b"""# keepwarm heartbeat agent (zipapp entry point)
+import sys
+
+if sys.version_info < (3, 9):
+    msg = 'action=start result=error exit=2 error=python message="needs Python 3.9+, not %d.%d"'
+    sys.stdout.write(msg % sys.version_info[:2] + "\\n")
+    sys.exit(2)
+
+from heartbeat_agent.__main__ import main
+
+sys.exit(main())
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_wheels(wheel_dir: Path) -> list[Path]:
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, version, filename, digest in PINS:
+        path = wheel_dir / filename
+        if not path.exists():
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                   "--only-binary=:all:", "--python-version", "3.9", "--implementation", "py", "--abi", "none",
+                   "--platform", "any", "--no-deps", "--dest", str(wheel_dir), f"{name}=={version}"]  # fmt: skip
+            subprocess.run(cmd, check=True)
+        if not path.exists():
+            raise SystemExit(f"build_zipapp: pip did not produce {path}")
+        actual = sha256(path)
+        if actual != digest:
+            raise SystemExit(f"build_zipapp: {path} has sha256 {actual}, expected {digest}")
+        paths.append(path)
+    return paths
+
+
+def collect(wheels: list[Path]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if name.endswith("/") or "__pycache__" in name or name.endswith(".pyc"):
+                    continue
+                if name in files:
+                    raise SystemExit(f"build_zipapp: {name} is in two wheels")
+                files[name] = zf.read(name)
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed"):
+            files["heartbeat_agent/" + path.relative_to(PACKAGE).as_posix()] = path.read_bytes()
+    files["__main__.py"] = MAIN
+    return files
+
+
+def write_zipapp(files: dict[str, bytes], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(SHEBANG)
+            with zipfile.ZipFile(fh, "w") as zf:
+                for name in sorted(files):
+                    info = zipfile.ZipInfo(name, date_time=DATE_TIME)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.create_system = 3  # Unix, so external_attr carries the mode
+                    info.external_attr = (0o100644 & 0xFFFF) << 16
+                    zf.writestr(info, files[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+        os.chmod(tmp, 0o755)  # noqa: S103 - an executable zipapp (shebang), readable by the service user
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "dist" / "ollama-heartbeat.pyz"), help="output .pyz path")
+    parser.add_argument("--wheels", default=str(WHEEL_DIR), help="wheel cache directory (default build/wheels)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    files = collect(fetch_wheels(Path(args.wheels)))
+    write_zipapp(files, out)
+    print(f"{out} {out.stat().st_size} bytes sha256={sha256(out)} entries={len(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
