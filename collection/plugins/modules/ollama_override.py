@@ -1,0 +1,296 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) keepwarm maintainers
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ollama_override
+short_description: Manage the systemd drop-in that sets the Ollama server's environment
+version_added: 0.1.0
+description:
+  - Writes (or removes) a drop-in C(<systemd_dir>/<unit>.d/<dropin>) whose C([Service]) section sets
+    C(OLLAMA_KEEP_ALIVE), C(OLLAMA_MAX_LOADED_MODELS) and other C(OLLAMA_*) variables with C(Environment=).
+  - Values are validated with Ollama's own rules before anything is written. Values Ollama would silently
+    ignore (C(OLLAMA_KEEP_ALIVE=1d) falls back to 5m) are refused with the reason.
+  - Values are quoted and escaped so that systemd reads back exactly the intended text (quotes,
+    backslashes, C(%) and spaces round-trip). Newlines and other control characters are refused, since
+    they could end the line and inject unit directives.
+  - The default file name C(zz-keepwarm.conf) sorts after C(override.conf) (what C(systemctl edit) writes),
+    so its assignments win. Every other unit line or drop-in that sets one of the same variables is
+    reported in RV(conflicts), with which one wins.
+  - The write is atomic, the file gets mode C(0644), and the task reports a change only when the bytes
+    change. It does not reload systemd or restart the service; notify a handler for that.
+author:
+  - keepwarm maintainers
+attributes:
+  check_mode:
+    support: full
+    description: Computes the file and reports the change without writing.
+  diff_mode:
+    support: full
+    description: Shows the drop-in before and after.
+options:
+  unit:
+    description: The systemd unit whose environment is set.
+    type: str
+    default: ollama.service
+  dropin:
+    description:
+      - File name of the drop-in inside C(<unit>.d/). Must end in C(.conf) and contain no C(/).
+    type: str
+    default: zz-keepwarm.conf
+  keep_alive:
+    description:
+      - Value of C(OLLAMA_KEEP_ALIVE), the server's default keep-alive for requests that do not send one.
+      - An integer (seconds; negative means forever, for example C(-1)) or a Go duration string such as
+        C(-1m), C(30m), C(1h30m), C(1.5h), or an integer string such as C("-1") or C("10").
+      - Refused, with the reason, are values Ollama silently replaces by 5m, for example C(forever), C(1d),
+        C(5 m), C(1e3), an empty string and booleans.
+    type: raw
+  max_loaded_models:
+    description:
+      - Value of C(OLLAMA_MAX_LOADED_MODELS), a global cap on loaded models. C(0) means automatic.
+      - Must be a whole number of at least 0; Ollama ignores C(-1) or text with only a log line.
+    type: raw
+  environment:
+    description:
+      - Other variables to set, for example C(OLLAMA_NUM_PARALLEL) or C(OLLAMA_CONTEXT_LENGTH).
+      - Known C(OLLAMA_*) variables are validated with Ollama's rules; an unknown C(OLLAMA_*) name gives a
+        warning that names the closest known one.
+      - O(keep_alive) and O(max_loaded_models) must not be repeated here.
+    type: dict
+    default: {}
+  state:
+    description: Whether the drop-in exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  systemd_dir:
+    description:
+      - Directory holding unit files and drop-in directories.
+      - With the default, the conflict report scans all of systemd's unit directories; with another
+        directory only that one.
+    type: path
+    default: /etc/systemd/system
+notes:
+  - After a change, run C(systemctl daemon-reload) and restart the unit (a handler using
+    M(ansible.builtin.systemd_service) with O(ansible.builtin.systemd_service#module:daemon_reload=true)).
+seealso:
+  - module: keepwarm.ollama.ollama_service_info
+"""
+
+EXAMPLES = r"""
+- name: Pin every model by default and allow two loaded models
+  keepwarm.ollama.ollama_override:
+    keep_alive: -1
+    max_loaded_models: 2
+    environment:
+      OLLAMA_NUM_PARALLEL: 1
+  notify: Restart ollama
+
+- name: Remove keepwarm's drop-in
+  keepwarm.ollama.ollama_override:
+    state: absent
+  notify: Restart ollama
+"""
+
+RETURN = r"""
+path:
+  description: Path of the drop-in.
+  returned: always
+  type: str
+  sample: /etc/systemd/system/ollama.service.d/zz-keepwarm.conf
+environment:
+  description: The variables the drop-in sets, as systemd reads them back (empty when O(state=absent)).
+  returned: always
+  type: dict
+  sample: {"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_MAX_LOADED_MODELS": "2"}
+content:
+  description: The drop-in text that is (or, in check mode, would be) on disk; null when absent.
+  returned: always
+  type: str
+  sample: "[Service]\nEnvironment=\"OLLAMA_KEEP_ALIVE=-1\"\n"
+conflicts:
+  description:
+    - Other unit lines, drop-ins or environment files that set one of the same variables.
+    - C(wins) is true when that assignment beats the drop-in's (a later file name, or C(EnvironmentFile=)).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - variable: OLLAMA_KEEP_ALIVE
+      path: /etc/systemd/system/ollama.service.d/override.conf
+      line: 3
+      value: 10m
+      wins: false
+diff:
+  description: Before and after text of the drop-in.
+  returned: when diff mode is on
+  type: dict
+  sample: {"before": "", "after": "[Service]\nEnvironment=\"OLLAMA_KEEP_ALIVE=-1\"\n"}
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
+    UnitValueError,
+    find_conflicts,
+    parse_environment_value,
+    parse_unit_text,
+    render_dropin,
+    unit_sources,
+    unknown_variable_warning,
+    validate_variable,
+)
+
+HEADER = "Managed by Ansible (keepwarm.ollama.ollama_override); local changes are overwritten."
+
+ARGUMENT_SPEC = dict(
+    unit=dict(type="str", default="ollama.service"),
+    dropin=dict(type="str", default="zz-keepwarm.conf"),
+    keep_alive=dict(type="raw"),
+    max_loaded_models=dict(type="raw"),
+    environment=dict(type="dict", default={}),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    systemd_dir=dict(type="path", default="/etc/systemd/system"),
+)
+
+
+def desired_environment(params):
+    """Validate the options; return ``(list of (name, text), warnings)`` or raise UnitValueError."""
+    env, warnings = [], []
+    extra = params.get("environment") or {}
+    for first_class, var in (("keep_alive", "OLLAMA_KEEP_ALIVE"), ("max_loaded_models", "OLLAMA_MAX_LOADED_MODELS")):
+        if var in extra and params.get(first_class) is not None:
+            raise UnitValueError("%s is set twice: use either %s or environment.%s" % (var, first_class, var))
+    if params.get("keep_alive") is not None:
+        env.append(("OLLAMA_KEEP_ALIVE", validate_variable("OLLAMA_KEEP_ALIVE", params["keep_alive"])))
+    if params.get("max_loaded_models") is not None:
+        env.append(
+            ("OLLAMA_MAX_LOADED_MODELS", validate_variable("OLLAMA_MAX_LOADED_MODELS", params["max_loaded_models"]))
+        )
+    for name in sorted(extra):
+        env.append((name, validate_variable(name, extra[name])))
+        warning = unknown_variable_warning(name)
+        if warning:
+            warnings.append(warning)
+    return env, warnings
+
+
+def check_names(unit, dropin):
+    if not unit or "/" in unit or "\n" in unit or "." not in unit:
+        raise UnitValueError("unit %r refused: give a unit name such as ollama.service" % (unit,))
+    if not dropin.endswith(".conf") or "/" in dropin or dropin.startswith(".") or "\n" in dropin:
+        raise UnitValueError("dropin %r refused: a file name ending in .conf, without /" % (dropin,))
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def environment_read_back(text):
+    """What systemd will read from ``text``: the Environment= assignments of [Service], in order."""
+    env = {}
+    for section, key, value, _line in parse_unit_text(text or ""):
+        if section == "Service" and key == "Environment":
+            for name, val in parse_environment_value(value):
+                env[name] = val
+    return env
+
+
+def write_atomic(module, path, data):
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o755)
+    fd, tmp = tempfile.mkstemp(prefix=".keepwarm-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    os.chmod(path, 0o644)
+
+
+def run(module):
+    p = module.params
+    try:
+        check_names(p["unit"], p["dropin"])
+        if p["state"] == "present":
+            env, warnings = desired_environment(p)
+        else:
+            env, warnings = [], []
+    except UnitValueError as exc:
+        module.fail_json(msg=to_native(exc))
+    for warning in warnings:
+        module.warn(warning)
+
+    path = os.path.join(p["systemd_dir"], p["unit"] + ".d", p["dropin"])
+    before = read_bytes(path)
+    if p["state"] == "present":
+        text = render_dropin(env, header=HEADER)
+        after = to_bytes(text)
+        mode_ok = before is None or (os.stat(path).st_mode & 0o7777) == 0o644
+        changed = before != after or not mode_ok
+    else:
+        text, after = None, None
+        changed = before is not None
+
+    sources = unit_sources(p["unit"], p["systemd_dir"])
+    conflicts = find_conflicts(path, set(name for name, _ in env), sources, text)
+
+    if changed and not module.check_mode:
+        try:
+            if after is None:
+                os.unlink(path)
+            else:
+                write_atomic(module, path, after)
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="cannot write %s: %s" % (path, to_native(exc)), path=path)
+
+    result = dict(
+        changed=changed,
+        path=path,
+        environment=environment_read_back(text),
+        content=text,
+        conflicts=conflicts,
+    )
+    for c in conflicts:
+        if c["wins"]:
+            module.warn(
+                "%s=%r from %s (line %s) wins over %s: the drop-in's value has no effect"
+                % (c["variable"], c["value"], c["path"], c["line"], path)
+            )
+    if module._diff:
+        result["diff"] = dict(
+            before=to_native(before or b""),
+            after=text or "",
+            before_header=path,
+            after_header=path,
+        )
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**run(module))
+
+
+if __name__ == "__main__":
+    main()

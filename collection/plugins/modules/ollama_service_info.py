@@ -1,0 +1,231 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) keepwarm maintainers
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ollama_service_info
+short_description: Read what systemd and the running Ollama server really use
+version_added: 0.1.0
+description:
+  - Reads C(systemctl show) for the unit (C(ActiveState), C(MainPID), C(DropInPaths), C(Environment),
+    C(NeedDaemonReload)) and the C(OLLAMA_*) variables of the running process from C(/proc/<pid>/environ).
+  - Reports C(restart_pending) when systemd's C(OLLAMA_*) variables differ from the running process's
+    (the unit was changed but the service was not restarted), and the keep-alive the server really uses
+    after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (C(1d) is silently read as 5m).
+  - Reading another user's C(/proc/<pid>/environ) needs root (C(become)).
+author:
+  - keepwarm maintainers
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+options:
+  unit:
+    description: The systemd unit of the Ollama server.
+    type: str
+    default: ollama.service
+seealso:
+  - module: keepwarm.ollama.ollama_override
+"""
+
+EXAMPLES = r"""
+- name: Read the Ollama service state
+  keepwarm.ollama.ollama_service_info:
+  register: ollama_service
+  become: true
+
+- name: Fail when the server does not run with the intended keep-alive
+  ansible.builtin.assert:
+    that:
+      - ollama_service.keep_alive.forever
+      - not ollama_service.restart_pending
+    fail_msg: "{{ ollama_service.keep_alive.message }}"
+"""
+
+RETURN = r"""
+active_state:
+  description: systemd's C(ActiveState) of the unit.
+  returned: always
+  type: str
+  sample: active
+main_pid:
+  description: PID of the server process; 0 when it is not running.
+  returned: always
+  type: int
+  sample: 4242
+dropin_paths:
+  description: The drop-ins systemd has loaded, in the order it applies them.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - /etc/systemd/system/ollama.service.d/override.conf
+    - /etc/systemd/system/ollama.service.d/zz-keepwarm.conf
+environment:
+  description: The effective C(Environment=) of the unit as systemd holds it (all variables).
+  returned: always
+  type: dict
+  sample: {"PATH": "/usr/local/bin:/usr/bin:/bin", "OLLAMA_KEEP_ALIVE": "-1"}
+process_environment:
+  description:
+    - The C(OLLAMA_*) variables of the running process; empty when it is not running.
+    - Null when C(/proc/<pid>/environ) cannot be read (not root).
+  returned: always
+  type: dict
+  sample: {"OLLAMA_KEEP_ALIVE": "-1"}
+needs_daemon_reload:
+  description: systemd's C(NeedDaemonReload), true when unit files changed on disk since the last C(daemon-reload).
+  returned: always
+  type: bool
+  sample: false
+restart_pending:
+  description:
+    - True when the C(OLLAMA_*) variables in systemd's environment differ from the running process's, or
+      when unit files changed and systemd was not reloaded.
+  returned: always
+  type: bool
+  sample: false
+restart_reasons:
+  description: Each difference behind RV(restart_pending), one sentence each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["OLLAMA_KEEP_ALIVE: systemd has '-1', the running process has '5m'"]
+keep_alive:
+  description:
+    - The keep-alive the server uses after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (envconfig/config.go
+      C(KeepAlive)), taken from the running process when it can be read, else from systemd.
+  returned: always
+  type: dict
+  contains:
+    raw:
+      description: The variable's text, or null when unset.
+      type: str
+    effective:
+      description: What Ollama uses, for example C(5m) or C(forever).
+      type: str
+    seconds:
+      description: The effective value in seconds; null for forever.
+      type: float
+    forever:
+      description: Whether models stay loaded forever by default.
+      type: bool
+    ignored:
+      description: Whether the value was not understood and silently replaced by 5m.
+      type: bool
+    message:
+      description: One sentence for humans.
+      type: str
+    source:
+      description: C(process) or C(systemd).
+      type: str
+  sample:
+    raw: 1d
+    effective: 5m
+    seconds: 300.0
+    forever: false
+    ignored: true
+    message: "OLLAMA_KEEP_ALIVE='1d' is not understood by Ollama and is silently ignored: the server uses 5m"
+    source: process
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import keep_alive_report
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
+    parse_proc_environ,
+    parse_show,
+    parse_show_environment,
+    split_shell_quoted,
+)
+
+ARGUMENT_SPEC = dict(unit=dict(type="str", default="ollama.service"))
+PROPERTIES = ("LoadState", "ActiveState", "MainPID", "DropInPaths", "Environment", "NeedDaemonReload")
+
+
+def build_facts(show, proc_env):
+    """Facts from parsed ``systemctl show`` output and the process environment dict (None if unreadable)."""
+    env = dict(parse_show_environment(show.get("Environment", "")))
+    try:
+        pid = int(show.get("MainPID") or 0)
+    except ValueError:
+        pid = 0
+    needs_reload = show.get("NeedDaemonReload", "no") == "yes"
+    process_env = None
+    if proc_env is not None:
+        process_env = dict((k, v) for k, v in proc_env.items() if k.startswith("OLLAMA_"))
+    reasons = []
+    if process_env is not None and pid:
+        wanted = dict((k, v) for k, v in env.items() if k.startswith("OLLAMA_"))
+        for name in sorted(set(wanted) | set(process_env)):
+            if wanted.get(name) != process_env.get(name):
+                reasons.append(
+                    "%s: systemd has %s, the running process has %s"
+                    % (name, _show(wanted.get(name)), _show(process_env.get(name)))
+                )
+    if needs_reload:
+        reasons.append("unit files changed on disk: run systemctl daemon-reload, then restart")
+    if process_env is not None and pid:
+        raw, source = process_env.get("OLLAMA_KEEP_ALIVE"), "process"
+    else:
+        raw, source = env.get("OLLAMA_KEEP_ALIVE"), "systemd"
+    keep_alive = keep_alive_report(raw)
+    keep_alive["source"] = source
+    return dict(
+        active_state=show.get("ActiveState", "unknown"),
+        load_state=show.get("LoadState", "unknown"),
+        main_pid=pid,
+        dropin_paths=split_shell_quoted(show.get("DropInPaths", "")),
+        environment=env,
+        process_environment=process_env if pid else ({} if process_env is not None else None),
+        needs_daemon_reload=needs_reload,
+        restart_pending=bool(reasons),
+        restart_reasons=reasons,
+        keep_alive=keep_alive,
+    )
+
+
+def _show(value):
+    return "nothing" if value is None else repr(value)
+
+
+def read_proc_environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return parse_proc_environ(f.read())
+    except (IOError, OSError):
+        return None
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    systemctl = module.get_bin_path("systemctl", required=True)
+    cmd = [systemctl, "show"]
+    for prop in PROPERTIES:
+        cmd.extend(["-p", prop])
+    cmd.extend(["--", module.params["unit"]])
+    rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        module.fail_json(msg="systemctl show %s failed: %s" % (module.params["unit"], to_native(err).strip()), rc=rc)
+    show = parse_show(out)
+    if show.get("LoadState") == "not-found":
+        module.fail_json(msg="unit %s is not known to systemd (LoadState=not-found)" % module.params["unit"])
+    pid = int(show.get("MainPID") or 0) if (show.get("MainPID") or "0").isdigit() else 0
+    proc_env = read_proc_environ(pid) if pid else {}
+    if pid and proc_env is None:
+        module.warn("cannot read /proc/%d/environ (run with become: true); restart_pending is not checked" % pid)
+    facts = build_facts(show, proc_env)
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == "__main__":
+    main()
