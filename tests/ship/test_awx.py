@@ -1,0 +1,149 @@
+"""awx/: the AWX-as-code playbook passes --syntax-check and ansible-lint (production) with the real awx.awx
+collection, every task's options are options the awx.awx module documents, and the surveys are valid AWX survey
+specs that match what the playbooks read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from conftest import ROOT, VENV_BIN, run, tool
+
+AWX = ROOT / "awx"
+PLAYBOOK = AWX / "configure.yml"
+
+
+class AnsibleYamlLoader(yaml.SafeLoader):
+    """Safe loading plus Ansible's !unsafe tag (kept as the plain string)."""
+
+
+AnsibleYamlLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
+
+
+def awx_env(awx_collections):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(awx_collections)
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+def test_syntax_check(awx_collections):
+    proc = run(
+        [tool("ansible-playbook"), "-i", "localhost,", "--syntax-check", str(PLAYBOOK)],
+        cwd=ROOT,
+        env=awx_env(awx_collections),
+    )
+    assert "playbook: " in proc.stdout
+
+
+def test_syntax_check_needs_awx_collection(tmp_path):
+    """The check above is real: without awx.awx the same playbook does not parse."""
+    env = awx_env(tmp_path)
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-i", "localhost,", "--syntax-check", str(PLAYBOOK)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "awx.awx" in proc.stdout + proc.stderr
+
+
+def test_ansible_lint_production(awx_collections):
+    # --offline: ansible-lint must not try to install collections/requirements.yml (no Galaxy here, and the
+    # artifact it names exists only after `make collection`).
+    proc = run(
+        [tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor", "awx/"],
+        cwd=ROOT,
+        env=awx_env(awx_collections),
+    )
+    assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr
+
+
+def load_tasks():
+    play = yaml.safe_load(PLAYBOOK.read_text())[0]
+    return play["tasks"]
+
+
+def module_options(awx_collections, module: str) -> dict:
+    proc = run([tool("ansible-doc"), "--json", module], env=awx_env(awx_collections))
+    return json.loads(proc.stdout)[module]["doc"]["options"]
+
+
+def test_every_task_uses_documented_options(awx_collections):
+    """ansible-lint's args rule skips templated values; check each key against the module's own documentation."""
+    tasks = load_tasks()
+    used = set()
+    for task in tasks:
+        module = next(k for k in task if k.startswith("awx.awx."))
+        used.add(module)
+        options = module_options(awx_collections, module)
+        unknown = set(task[module]) - set(options)
+        assert not unknown, f"{task['name']}: {module} has no options {sorted(unknown)}"
+        if module == "awx.awx.workflow_job_template":
+            node_options = options["workflow_nodes"]["suboptions"]
+            for node in task[module]["workflow_nodes"]:
+                assert not set(node) - set(node_options), node
+    expected = {"project", "job_template", "workflow_job_template", "inventory", "execution_environment"}
+    assert {f"awx.awx.{m}" for m in expected} <= used
+
+
+def test_job_templates_and_workflow():
+    settings = yaml.load((AWX / "vars" / "keepwarm.yml").read_text(), Loader=AnsibleYamlLoader)
+    templates = {t["name"]: t for t in settings["keepwarm_awx_job_templates"]}
+    assert {name: t["playbook"] for name, t in templates.items()} == {
+        "keepwarm: converge": "playbooks/site.yml",
+        "keepwarm: verify": "playbooks/verify.yml",
+        "keepwarm: pin": "playbooks/pin.yml",
+        "keepwarm: rollback": "playbooks/rollback.yml",
+    }
+    for t in templates.values():
+        assert (ROOT / t["playbook"]).is_file(), t["playbook"]
+    assert templates["keepwarm: pin"]["survey"] == "pin.json"
+    # Converge deploys the agent from the installed collection (roles/heartbeat/files), never builds it in the EE.
+    assert templates["keepwarm: converge"]["extra_vars"] == {
+        "heartbeat_zipapp_src": "{{ role_path }}/files/ollama-heartbeat.pyz",
+        "heartbeat_zipapp_build": False,
+    }
+    workflow = next(t for t in load_tasks() if "awx.awx.workflow_job_template" in t)["awx.awx.workflow_job_template"]
+    nodes = {n["identifier"]: n for n in workflow["workflow_nodes"]}
+    assert nodes["converge"]["unified_job_template"]["name"] == "keepwarm: converge"
+    assert nodes["converge"]["related"]["success_nodes"] == [{"identifier": "verify"}]
+    assert nodes["verify"]["unified_job_template"]["name"] == "keepwarm: verify"
+    assert "related" not in nodes["verify"]
+
+
+@pytest.mark.parametrize("survey", sorted(p.name for p in (AWX / "surveys").glob("*.json")))
+def test_survey_specs_are_valid(survey):
+    spec = json.loads((AWX / "surveys" / survey).read_text())
+    assert set(spec) == {"name", "description", "spec"}
+    variables = []
+    for q in spec["spec"]:
+        assert {"question_name", "type", "variable", "required"} <= set(q), q
+        assert q["type"] in SURVEY_TYPES
+        variables.append(q["variable"])
+        if q["type"] in ("multiplechoice", "multiselect"):
+            assert isinstance(q["choices"], list) and q["choices"]
+            defaults = q.get("default", "").split("\n") if q.get("default") else []
+            assert set(defaults) <= set(q["choices"]), q
+    assert len(variables) == len(set(variables))
+
+
+def test_pin_survey_matches_pin_playbook():
+    """The survey's variables are the ones pin.yml reads, with the values it accepts."""
+    spec = {q["variable"]: q for q in json.loads((AWX / "surveys" / "pin.json").read_text())["spec"]}
+    pin = (ROOT / "playbooks" / "pin.yml").read_text()
+    for variable in spec:
+        assert variable in pin
+    # AWX passes a multiselect answer as a list: pin.yml loops over pin_models items.
+    assert spec["pin_models"]["type"] == "multiselect"
+    assert set(spec["pin_state"]["choices"]) == {"pinned", "unloaded"}
+    assert "['pinned', 'unloaded']" in pin
