@@ -1,0 +1,151 @@
+"""Run keepwarm the way AWX runs a job: ansible-runner's Python API on an AWX-shaped private data directory.
+
+    PDD/project/            the project: playbooks/ and ansible.cfg as in the repository, plus collections/ holding
+                            keepwarm.ollama installed from the built artifact (no checkout symlinks, no roles/)
+    PDD/inventory/hosts     the lab's inventory (AWX writes the job's inventory here)
+    PDD/env/extravars       the "keepwarm: converge" job template's extra_vars from awx/vars/keepwarm.yml
+    PDD/env/settings        runner settings (timeouts), PDD/env/envvars the job's environment
+
+site.yml ("keepwarm: converge") then verify.yml ("keepwarm: verify") run against the lab; the tests read the event
+stream and the runner's artifacts (artifacts/<ident>/job_events/*.json, status, rc), where verify.yml's set_stats
+fleet table appears as the playbook_on_stats event's artifact_data, as AWX stores it on the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+from conftest import ROOT, VENV_BIN, ZIPAPP, run, tool
+from test_awx import AnsibleYamlLoader
+
+pytestmark = pytest.mark.lab
+
+FAILED_EVENTS = {"runner_on_failed", "runner_on_unreachable", "runner_item_on_failed", "runner_on_async_failed"}
+
+
+def converge_extra_vars() -> dict:
+    settings = yaml.load((ROOT / "awx" / "vars" / "keepwarm.yml").read_text(), Loader=AnsibleYamlLoader)  # noqa: S506
+    return next(t for t in settings["keepwarm_awx_job_templates"] if t["name"] == "keepwarm: converge")["extra_vars"]
+
+
+@pytest.fixture(scope="module")
+def private_data_dir(artifact, lab_hosts, tmp_path_factory) -> Path:
+    pdd = tmp_path_factory.mktemp("awx-job")
+    project = pdd / "project"
+    shutil.copytree(ROOT / "playbooks", project / "playbooks")
+    shutil.copyfile(ROOT / "ansible.cfg", project / "ansible.cfg")
+    collections = project / "collections"
+    cfg = project / "ansible.cfg"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(cfg), ANSIBLE_COLLECTIONS_PATH=str(collections), PATH=f"{VENV_BIN}:{env['PATH']}")
+    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(collections)], cwd=project, env=env)
+    (pdd / "inventory").mkdir()
+    shutil.copyfile(lab_hosts.inventory, pdd / "inventory" / "hosts")
+    (pdd / "env").mkdir()
+    (pdd / "env" / "extravars").write_text(yaml.safe_dump(converge_extra_vars()))
+    (pdd / "env" / "settings").write_text(yaml.safe_dump({"idle_timeout": 600, "job_timeout": 1800}))
+    envvars = {
+        # What AWX sets for a job: the project's config, collections from the job's collection paths only.
+        "ANSIBLE_CONFIG": str(cfg),
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_ROLES_PATH": str(pdd / "requirements_roles"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
+    (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
+    return pdd
+
+
+@pytest.fixture(scope="module")
+def jobs(private_data_dir):
+    """converge, then verify (the workflow "keepwarm: converge then verify"), as two runner jobs."""
+    results = {}
+    for ident, playbook in (("converge", "playbooks/site.yml"), ("verify", "playbooks/verify.yml")):
+        r = ansible_runner.run(private_data_dir=str(private_data_dir), playbook=playbook, ident=ident, quiet=True)
+        results[ident] = r
+        if r.status != "successful":
+            break
+    return results
+
+
+def job_events(private_data_dir: Path, ident: str) -> list[dict]:
+    """The events as the runner stored them on disk (artifacts/<ident>/job_events/<counter>-<uuid>.json)."""
+    files = sorted(
+        (private_data_dir / "artifacts" / ident / "job_events").glob("*.json"), key=lambda p: int(p.name.split("-")[0])
+    )
+    return [json.loads(p.read_text()) for p in files]
+
+
+def stdout_tail(private_data_dir: Path, ident: str) -> str:
+    return (private_data_dir / "artifacts" / ident / "stdout").read_text()[-6000:]
+
+
+@pytest.mark.parametrize("ident", ["converge", "verify"])
+def test_job_succeeds_without_failed_events(jobs, private_data_dir, lab_hosts, ident):
+    assert ident in jobs, f"an earlier job failed: {stdout_tail(private_data_dir, 'converge')}"
+    r = jobs[ident]
+    assert (r.status, r.rc) == ("successful", 0), stdout_tail(private_data_dir, ident)
+    artifacts = private_data_dir / "artifacts" / ident
+    assert (artifacts / "status").read_text() == "successful"
+    assert (artifacts / "rc").read_text() == "0"
+    events = job_events(private_data_dir, ident)
+    assert [e["event"] for e in events if e["event"] in FAILED_EVENTS] == []
+    hosts_ok = {e["event_data"]["host"] for e in events if e["event"] == "runner_on_ok"}
+    assert hosts_ok == set(lab_hosts.hosts)
+    stats = next(e for e in events if e["event"] == "playbook_on_stats")["event_data"]
+    assert set(stats["ok"]) == set(lab_hosts.hosts)
+    assert stats["failures"] == {} and stats["dark"] == {}
+    # The runner ran the project's playbook against the job's inventory, as AWX does.
+    command = json.loads((artifacts / "command").read_text())
+    assert command["cwd"] == str(private_data_dir / "project")
+    assert str(private_data_dir / "inventory") in command["command"]
+
+
+def test_converge_ran_the_installed_collection(jobs, private_data_dir, lab_hosts, artifact):
+    """keepwarm.ollama came from the artifact, and the agent deployed is the zipapp packaged inside it."""
+    events = job_events(private_data_dir, "converge")
+    roles = {e["event_data"].get("role") for e in events if e["event"] == "runner_on_ok"}
+    assert {"keepalive", "heartbeat"} <= roles
+    with tarfile.open(artifact) as tar:
+        packaged = tar.extractfile(f"roles/heartbeat/files/{ZIPAPP}").read()
+    digest = hashlib.sha256(packaged).hexdigest()
+    for host in lab_hosts.hosts:
+        remote = lab_hosts.ssh(host, f"sha256sum /usr/local/lib/keepwarm/{ZIPAPP}").stdout.split()[0]
+        assert remote == digest, host
+        assert lab_hosts.ssh(host, "systemctl is-active keepwarm-heartbeat.timer").stdout.strip() == "active"
+
+
+def inventory_models(inventory: Path) -> set[str]:
+    """keepwarm_models from the lab inventory's [ollama_gpu:vars] (a JSON list), as /api/ps names them (a name
+    without a tag means :latest: ParseName(...).DisplayShortest(), ollama-behaviour.md on /api/ps)."""
+    for line in inventory.read_text().splitlines():
+        if line.startswith("keepwarm_models="):
+            names = [m if isinstance(m, str) else m["name"] for m in json.loads(line.split("=", 1)[1])]
+            return {n if ":" in n else f"{n}:latest" for n in names}
+    raise AssertionError(f"no keepwarm_models in {inventory}")
+
+
+def test_verify_artifacts_hold_the_fleet_table(jobs, private_data_dir, lab_hosts):
+    events = job_events(private_data_dir, "verify")
+    stats = next(e for e in events if e["event"] == "playbook_on_stats")
+    data = stats["event_data"]["artifact_data"]
+    assert data["keepwarm_fleet_ok"] is True
+    rows = data["keepwarm_fleet"]
+    models = inventory_models(lab_hosts.inventory)
+    for host in lab_hosts.hosts:
+        host_rows = [r for r in rows if r["host"] == host]
+        assert host_rows, f"no fleet row for {host}: {rows}"
+        assert {r["model"] for r in host_rows} >= models
+        for row in host_rows:
+            assert row["state"] == "forever", row
+            assert row["ok"] is True and row["problems"] == [], row
+            # Pinned forever: expires_at about 292 years ahead (ollama-behaviour.md, server/sched.go).
+            assert int(row["expires_at"][:4]) > 2200, row
