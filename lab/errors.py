@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 # The apt packages the lab needs on the controller (Debian 12).
@@ -18,7 +19,7 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError(
             "the lab needs root (it mounts overlays, creates network namespaces and boots containers): "
-            "run it as root, e.g. `sudo /work/venv/bin/python -m lab up`"
+            f"run it as root, e.g. `sudo {sys.executable} -m lab {' '.join(sys.argv[1:]) or 'up'}`"
         )
 
 

@@ -9,6 +9,7 @@ The recipe follows /work/shared/lab-notes.md (seen working on this machine kind)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -35,7 +36,7 @@ MAX_HOSTS = 50
 DEFAULT_MODELS = ["llama3.2"]
 READY_TIMEOUT = float(os.environ.get("KEEPWARM_LAB_READY_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
-REPO = Path(__file__).resolve().parent.parent
+LOCK_FILE = "/run/keepwarm-lab.lock"
 EMULATOR = Path(os.environ.get("KEEPWARM_LAB_EMULATOR", Path(__file__).resolve().parent / "ollama_emulator.py"))
 
 
@@ -618,11 +619,24 @@ def preflight() -> None:
     errors.require_container_support()
 
 
+@contextlib.contextmanager
+def _locked():
+    """One `up`/`down` at a time on this machine (names and addresses are fixed)."""
+    with open(LOCK_FILE, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def up(count: int = 3, say=print) -> dict:
     """Bring the fleet to at least `count` running hosts; running hosts are left untouched."""
     if not 1 <= count <= MAX_HOSTS:
         raise errors.LabError(f"host count must be 1..{MAX_HOSTS}, got {count}")
     preflight()
+    with _locked():
+        return _up(count, say)
+
+
+def _up(count: int, say) -> dict:
     paths = Paths()
     t0 = time.monotonic()
     base_root = base.ensure(say=say)
@@ -642,6 +656,8 @@ def up(count: int = 3, say=print) -> dict:
         return _summary(paths, sorted(existing, key=host_index), changed=False, seconds=time.monotonic() - t0)
 
     _ensure_bridge()
+    if not existing and is_mounted(paths.base_ro):
+        _umount(str(paths.base_ro))  # nothing runs on it: remount, the cached base may have been rebuilt
     _ensure_base_mount(paths, base_root)
     emulator = _emulator_bytes()
     # Stale leftovers of a crash (veth, netns, overlay, cgroup) would make `ip`/`mount` fail: clear them first.
@@ -809,6 +825,11 @@ def _rmdir_tree(path: Path) -> None:
 def down(say=print) -> dict:
     """Remove every process, namespace, interface, mount, overlay and cgroup of the lab, found by name/prefix."""
     errors.require_root()
+    with _locked():
+        return _down(say)
+
+
+def _down(say) -> dict:
     paths = Paths()
     t0 = time.monotonic()
     closed = close_control_masters(paths)
