@@ -13,8 +13,6 @@ _BARE = re.compile(r"[A-Za-z0-9_.:/@+-]+", re.ASCII)
 
 
 def _value(value: Any) -> str:
-    if value is None:
-        return '""'
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
@@ -28,7 +26,7 @@ def _value(value: Any) -> str:
 
 
 def format_line(**fields: Any) -> str:
-    return " ".join(f"{key}={_value(value)}" for key, value in fields.items())
+    return " ".join(f"{key}={_value(value)}" for key, value in fields.items() if value is not None)
 
 
 class Logger:

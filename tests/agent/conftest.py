@@ -38,7 +38,10 @@ def cold_loads(events: list[dict]) -> list[dict]:
 class Run:
     def __init__(self, code: int, out: str, err: str) -> None:
         self.code, self.out, self.err = code, out, err
-        self.log = parse_log(out)
+
+    @property
+    def log(self) -> list[dict[str, str]]:
+        return parse_log(self.out)
 
     def actions(self, action: str) -> list[dict[str, str]]:
         return [line for line in self.log if line.get("action") == action]

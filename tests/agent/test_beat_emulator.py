@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -64,10 +65,13 @@ def test_client_keep_alive_5m_repaired_without_reload(pinned_emu, cli):
     assert pinned(pinned_emu)
 
 
-def test_client_with_other_num_ctx_reloaded_it_agent_keeps_runner_options(emulator_factory, cli):
-    """A client reload with num_ctx 2048 took the client's keep_alive; the re-pin uses 2048 and does not reload."""
+def test_client_with_other_num_ctx_reloaded_it_agent_keeps_runner_options(emulator_factory, cli, tmp_path):
+    """A client reload with num_ctx 2048 took the client's keep_alive; the re-pin uses 2048 and does not reload.
+
+    "reloaded" is told from "expiring" by the context_length the state file remembers from the previous beat.
+    """
     emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE=SCALE)
-    cfg = ("--url", emu.url, "--model", "llama3.2")
+    cfg = ("--url", emu.url, "--model", "llama3.2", "--metrics-path", str(tmp_path / "k.prom"))
     assert cli(*cfg, "once").code == 0
     emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": "5m", "options": {"num_ctx": 2048}})
     assert len(cold_loads(emu.events())) == 2  # the client's request reloaded the runner
@@ -213,24 +217,30 @@ def test_watch_repairs_at_once_and_stops_on_sigterm(pinned_emu):
         stderr=subprocess.PIPE,
         text=True,
     )
+    guard = threading.Timer(30, proc.kill)  # never hang the suite on a blocked readline
+    guard.start()
     try:
-        deadline = time.monotonic() + 20
-        while "result=started" not in (proc.stdout.readline() or "") and time.monotonic() < deadline:
-            pass
+        lines = [proc.stdout.readline()]  # the loop is running once it says so
+        assert "result=started" in lines[0]
         pinned_emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})
-        while not pinned(pinned_emu) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while "action=beat" not in lines[-1] and lines[-1]:  # the repair beat's summary line
+            lines.append(proc.stdout.readline())
         assert pinned(pinned_emu)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        out = "".join(lines) + proc.stdout.read()  # through the same buffer as readline
+        err = proc.stderr.read()
+        proc.wait(timeout=20)
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == 0
     assert "Traceback" not in out + err
     log = parse_log(out)
     assert log[-1] == {"action": "watch", "result": "stopped", "signal": "SIGTERM"}
     loads = [line for line in log if line.get("action") == "load"]
-    assert loads and loads[0]["reason"] == "unloaded"
+    assert loads and loads[0]["reason"] == "unloaded", out
     assert len(cold_loads(pinned_emu.events())) == len(loads)

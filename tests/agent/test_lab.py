@@ -11,6 +11,7 @@ import pytest
 from heartbeat_agent import classify
 
 REMOTE = "/root/ollama-heartbeat.pyz"
+PS = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:11434/api/ps', timeout=10).read().decode())"
 
 
 def copy_to(lab_hosts, host: str, data: bytes, dest: str) -> None:
@@ -36,8 +37,10 @@ def test_zipapp_pins_a_model_on_a_lab_host(lab_hosts, zipapp):
     )
     assert once.returncode == 0, once.stdout + once.stderr
     assert "Traceback" not in once.stdout + once.stderr
-    ps = json.loads(lab_hosts.ssh(host, "curl -fsS http://127.0.0.1:11434/api/ps").stdout)
+    ps = json.loads(lab_hosts.ssh(host, "python3", "-c", PS).stdout)
     states = {m["name"]: classify(m["expires_at"]).state for m in ps["models"]}
     assert states.get("llama3.2:latest") == "forever"
     again = lab_hosts.ssh(host, f"python3 {REMOTE} --url http://127.0.0.1:11434 --model llama3.2 once", check=False)
     assert again.returncode == 0 and "posts=0" in again.stdout
+    status = lab_hosts.ssh(host, f"python3 {REMOTE} --url http://127.0.0.1:11434 --model llama3.2 status")
+    assert status.stdout.splitlines()[1].split()[:4] == ["llama3.2:latest", "yes", "yes", "forever"]
