@@ -44,3 +44,10 @@ def test_each_option_is_documented_with_type_and_matching_default(role: str) -> 
         assert spec.get("description"), name
         assert spec.get("type"), name
         assert spec.get("default") == defaults[name], name
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_readme_lists_every_variable(role: str) -> None:
+    _, options = _load(role)
+    readme = (ROLES_DIR / role / "README.md").read_text()
+    assert [name for name in options if f"`{name}`" not in readme] == []
