@@ -57,7 +57,7 @@ def private_data_dir(artifact, lab_hosts, tmp_path_factory) -> Path:
         "ANSIBLE_CONFIG": str(cfg),
         "ANSIBLE_COLLECTIONS_PATH": str(collections),
         "ANSIBLE_ROLES_PATH": str(pdd / "requirements_roles"),
-        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
     }
     (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
