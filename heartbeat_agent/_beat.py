@@ -134,6 +134,15 @@ def run_beat(
                         result="ok",
                     )
             else:
+                blocker = _over_capacity(mstate, loaded, config, now_ns)
+                if blocker is not None:
+                    r.action = "skip"
+                    r.error = BeatError(
+                        f"not loaded: loading it evicted {blocker} (listed before it) on an earlier beat; more models "
+                        f"are configured than the server keeps loaded (retried after {OVER_CAPACITY_RETRY}s)"
+                    )
+                    log(action="skip", model=spec.key, reason="over_capacity", result="error", message=str(r.error))
+                    continue
                 # Another model in /api/ps means the slot (MAX_LOADED_MODELS or VRAM) went to it: evicted.
                 others = [m["name"] for m in before]
                 r.reason = "evicted" if others else "unloaded"
@@ -165,6 +174,7 @@ def run_beat(
             return _finish(result, exc, client=client, counts_before=counts_before, start=start, state=state, log=log)
     final = _index(after)
     result.loaded_names = [m["name"] for m in after]
+    _flag_over_capacity(result, loaded, after=final, state=state, config=config, now_ns=now_ns)
     for r in result.models:
         r.entry = final.get(r.spec.key)
         r.expiry = _expiry(r.entry, now_ns) if r.entry is not None else None
@@ -175,7 +185,7 @@ def run_beat(
         if not r.pinned and r.error is None:
             if r.entry is None:
                 why = "not loaded after the beat"
-                if r.spec.key in loaded and loaded[r.spec.key] is not None and posted:
+                if r.spec.key in loaded or (r.action in ("load", "repin") and r.error is None):
                     why += " (evicted by this beat's other loads: more models configured than the server keeps)"
             elif r.expiry is None:
                 why = f"unparseable expires_at {r.entry.get('expires_at')!r}"
@@ -196,6 +206,53 @@ def run_beat(
         log=log,
         quiet=quiet and not posted,
     )
+
+
+OVER_CAPACITY_RETRY = 3600
+
+
+def _now(now_ns: Optional[int]) -> float:
+    return time.time() if now_ns is None else now_ns / 1e9
+
+
+def _over_capacity(
+    mstate: Dict[str, Any], loaded: Dict[str, Dict[str, Any]], config: Config, now_ns: Optional[int]
+) -> Optional[str]:
+    """The configured model this one evicted last time, if that model is pinned now and the flag is recent.
+
+    Loading a model that does not fit evicts another one, pinned or not (server/sched.go `findRunnerToUnload`);
+    re-pinning the evicted one then evicts this one: a cold load every beat. The configuration order is the
+    priority: a model whose load evicted a model listed before it is not loaded again for OVER_CAPACITY_RETRY s.
+    """
+    flag = mstate.get("over_capacity")
+    if not isinstance(flag, dict) or _now(now_ns) - float(flag.get("since", 0)) > OVER_CAPACITY_RETRY:
+        mstate.pop("over_capacity", None)
+        return None
+    victim = str(flag.get("evicted"))
+    entry = loaded.get(victim)
+    if entry is None or not is_pinned(_expiry(entry, now_ns), config):
+        return None
+    return victim
+
+
+def _flag_over_capacity(
+    result: BeatResult,
+    before: Dict[str, Dict[str, Any]],
+    *,
+    after: Dict[str, Dict[str, Any]],
+    state: State,
+    config: Config,
+    now_ns: Optional[int],
+) -> None:
+    keys = [r.spec.key for r in result.models]
+    loaded_now = [i for i, r in enumerate(result.models) if r.action == "load" and r.error is None]
+    for j, key in enumerate(keys):
+        was_pinned = key in before and is_pinned(_expiry(before[key], now_ns), config)
+        made_pinned = result.models[j].action in ("load", "repin") and result.models[j].error is None
+        if key not in after and (was_pinned or made_pinned):
+            for i in loaded_now:
+                if i > j:
+                    state.model(keys[i])["over_capacity"] = {"evicted": key, "since": _now(now_ns)}
 
 
 def _finish(

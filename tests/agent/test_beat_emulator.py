@@ -244,3 +244,32 @@ def test_watch_repairs_at_once_and_stops_on_sigterm(pinned_emu):
     loads = [line for line in log if line.get("action") == "load"]
     assert loads and loads[0]["reason"] == "unloaded", out
     assert len(cold_loads(pinned_emu.events())) == len(loads)
+
+
+def test_over_capacity_does_not_fight_the_scheduler(emulator_factory, cli, tmp_path):
+    """Two models, room for one: the first listed stays pinned, the second is reported, no cold load per beat."""
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE=SCALE, OLLAMA_MAX_LOADED_MODELS="1")
+    args = (
+        "--url",
+        emu.url,
+        "--model",
+        "llama3.2",
+        "--model",
+        "qwen2.5:7b",
+        "--metrics-path",
+        str(tmp_path / "k.prom"),
+    )
+    first = cli(*args, "once")
+    assert first.code == 1
+    assert "evicted by this beat's other loads" in first.actions("verify")[0]["message"]
+    second = cli(*args, "once")  # llama3.2 (listed first) comes back; qwen2.5:7b evicted it, so it waits
+    assert second.code == 1
+    emu.request("DELETE", "/emulator/events")
+    for _ in range(3):
+        run = cli(*args, "once")
+        assert run.code == 1
+        assert run.beat["posts"] == "0"
+        (skip,) = run.actions("skip")
+        assert skip["model"] == "qwen2.5:7b" and skip["reason"] == "over_capacity"
+    assert cold_loads(emu.events()) == []
+    assert pinned(emu, "llama3.2:latest")
