@@ -9,8 +9,8 @@
    tools/build_zipapp.py when missing) goes into the assembled `roles/heartbeat/files/`, so a controller that only
    installed the artifact (AWX, an execution environment) deploys the agent without a checkout.
 3. `ansible-galaxy collection build` writes the tarball; the version comes from collection/galaxy.yml only.
-4. The tarball is checked: the four modules, module_utils, both roles (with the zipapp), docs, and no tests,
-   molecule, __pycache__, *.pyc or symlinks. Any miss fails the build.
+4. The tarball is checked: the four modules, module_utils, both roles (with the zipapp), README.md and docs/, and
+   no tests, molecule, __pycache__, *.pyc or symlinks. Any miss fails the build.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def check_members(names: list[str], symlinks: list[str]) -> list[str]:
         problems.append(f"roles/heartbeat/files/{ZIPAPP_NAME} missing")
     if not any(n.startswith("docs/") for n in names):
         problems.append("docs/ missing or empty")
-    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml"):
+    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "README.md"):
         if required not in present:
             problems.append(f"{required} missing")
     for name in names:
