@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 _print_status(st)
             return _exit_code(st)
         if args.command == "inventory":
-            print(fleet.Paths().inventory)
+            inventory = fleet.Paths().inventory
+            print(inventory)
+            if not inventory.exists():
+                print("lab: the lab is down, so there is no inventory yet: run `python -m lab up`", file=sys.stderr)
+                return 1
             return 0
         if args.command == "ssh":
             paths = fleet.Paths()

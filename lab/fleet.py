@@ -443,7 +443,6 @@ def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int) -> 
     _write(root / "etc/hosts", _etc_hosts(fleet_size))
     for old in (root / "etc/ssh").glob("ssh_host_*"):
         old.unlink()
-    run(["ssh-keygen", "-A", "-f", str(root)])
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ssh_dir.chmod(0o700)
@@ -666,6 +665,13 @@ def _up(count: int, say) -> dict:
     boot_t0 = time.monotonic()
     for name in to_create:
         _prepare_host(paths, name, emulator, fleet_size)
+    # Fresh SSH host keys per host, made on the controller so the lab can pin them (RSA takes ~0.3 s: in parallel).
+    keygens = [
+        subprocess.Popen(["ssh-keygen", "-A", "-f", str(paths.host_root(n))], stdout=subprocess.DEVNULL)
+        for n in to_create
+    ]
+    if any(k.wait() != 0 for k in keygens):
+        raise errors.LabError("ssh-keygen -A failed for a lab host")
     all_names = sorted(set(existing) | set(to_create), key=host_index)
     # Every host knows the whole fleet by name; hosts already running get the new /etc/hosts too.
     for name in existing:

@@ -76,6 +76,7 @@ def test_up_idempotent_grow_crash_status_down_leaves_nothing():
         assert [i["address"] for i in first["instances"]] == ["198.18.0.11", "198.18.0.12"]
         assert {i["user"] for i in first["instances"]} == {"root"} and {i["port"] for i in first["instances"]} == {22}
         assert Path(first["identity_file"]).is_file() and Path(first["known_hosts"]).is_file()
+        assert lab_cli("inventory").stdout.strip() == first["inventory"]
         st = lab_status()
         assert [(h["name"], h["state"], h["pid1_comm"]) for h in st["hosts"]] == [
             ("kw-lab-1", "running", "systemd"),
@@ -125,6 +126,7 @@ def test_up_idempotent_grow_crash_status_down_leaves_nothing():
         left = what_is_left()
         assert left == {k: [] for k in left}
         assert not (lab_root() / "inventory.ini").exists()
+        assert lab_cli("inventory", check=False).returncode == 1
         assert lab_cli("status", check=False).returncode == 3
         # down on a lab that is down is fine too
         lab_cli("down")
