@@ -15,6 +15,7 @@ it carries awx.awx AWX_VERSION. A second run with the same pin is a no-op.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import subprocess
@@ -36,7 +37,16 @@ def installed_version(dest: Path) -> str | None:
 
 
 def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
-    """Make DEST/ansible_collections/awx/awx hold awx.awx from the `ansible==ansible_package` wheel; return its path."""
+    """Make DEST/ansible_collections/awx/awx hold awx.awx from the `ansible==ansible_package` wheel; return its path.
+
+    Safe to call from parallel processes (pytest-xdist workers): one installs under a lock, the others wait."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_locked(dest, ansible_package)
+
+
+def _install_locked(dest: Path, ansible_package: str) -> Path:
     target = dest / "ansible_collections" / "awx" / "awx"
     if installed_version(dest) == AWX_VERSION:
         return target
