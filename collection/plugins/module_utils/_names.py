@@ -36,7 +36,7 @@ def parse_name(name):
     host, namespace, tag = DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG
     # "/" is an illegal tag character, so a ":" after the last "/" starts the tag
     if s.rfind(":") > s.rfind("/"):
-        s, t, _ = _cut_last(s, ":")
+        s, t, _found = _cut_last(s, ":")
         tag = t or DEFAULT_TAG
     s, model, found = _cut_last(s, "/")
     if not found:

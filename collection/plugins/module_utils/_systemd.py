@@ -271,7 +271,7 @@ def parse_environment_value(value):
         word = unescape_specifiers(raw)
         if "=" not in word:
             continue  # systemd ignores an invalid environment assignment, with a log line
-        name, _, val = word.partition("=")
+        name, _sep, val = word.partition("=")
         result.append((name, val))
     return result
 
@@ -303,7 +303,7 @@ def parse_unit_text(text):
             section = line[1:-1]
             continue
         if "=" in line:
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             entries.append((section, key.strip(), value.strip(), start))
     return entries
 
@@ -323,7 +323,7 @@ def parse_environment_file(text):
         line = raw.strip()
         if not line or line.startswith(("#", ";")) or "=" not in line:
             continue
-        key, _, val = line.partition("=")
+        key, _sep, val = line.partition("=")
         key = key.strip()
         if key.startswith("export "):
             key = key[len("export ") :].strip()
@@ -447,7 +447,7 @@ def parse_show(text):
     result = {}
     for line in text.splitlines():
         if "=" in line:
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             result[key] = value
     return result
 
@@ -496,7 +496,7 @@ def parse_show_environment(value):
     env = []
     for word in split_shell_quoted(value or ""):
         if "=" in word:
-            name, _, val = word.partition("=")
+            name, _sep, val = word.partition("=")
             env.append((name, val))
     return env
 
@@ -508,6 +508,6 @@ def parse_proc_environ(data):
     env = {}
     for item in data.split("\0"):
         if "=" in item:
-            name, _, val = item.partition("=")
+            name, _sep, val = item.partition("=")
             env[name] = val
     return env

@@ -25,7 +25,7 @@ description:
   - The write is atomic, the file gets mode C(0644), and the task reports a change only when the bytes
     change. It does not reload systemd or restart the service; notify a handler for that.
 author:
-  - keepwarm maintainers
+  - keepwarm maintainers (@keepwarm)
 attributes:
   check_mode:
     support: full
@@ -253,7 +253,7 @@ def run(module):
         changed = before is not None
 
     sources = unit_sources(p["unit"], p["systemd_dir"])
-    conflicts = find_conflicts(path, set(name for name, _ in env), sources, text)
+    conflicts = find_conflicts(path, set(name for name, _text in env), sources, text)
 
     if changed and not module.check_mode:
         try:

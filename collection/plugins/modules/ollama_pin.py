@@ -21,7 +21,7 @@ description:
   - With O(state=unloaded), unloads a loaded model (C(keep_alive=0)).
   - Forever is sent as the JSON number C(-1); upstream answers the string C("-1") with a 400 error.
 author:
-  - keepwarm maintainers
+  - keepwarm maintainers (@keepwarm)
 extends_documentation_fragment:
   - keepwarm.ollama.connection
 attributes:

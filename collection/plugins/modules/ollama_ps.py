@@ -21,7 +21,7 @@ description:
     C(unexpected) (with O(allow_unlisted=false)) models, then fails with one message per offending model
     unless O(fail_on_problems=false).
 author:
-  - keepwarm maintainers
+  - keepwarm maintainers (@keepwarm)
 extends_documentation_fragment:
   - keepwarm.ollama.connection
 attributes:

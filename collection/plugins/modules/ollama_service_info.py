@@ -19,7 +19,7 @@ description:
     after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (C(1d) is silently read as 5m).
   - Reading another user's C(/proc/<pid>/environ) needs root (C(become)).
 author:
-  - keepwarm maintainers
+  - keepwarm maintainers (@keepwarm)
 attributes:
   check_mode:
     support: full

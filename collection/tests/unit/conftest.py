@@ -129,7 +129,7 @@ class FakeServer:
     def requests(self):
         return self.httpd.requests
 
-    def route(self, method, path, status=200, payload=None, ctype="application/json; charset=utf-8", delay=0):
+    def route(self, method, path, *, status=200, payload=None, ctype="application/json; charset=utf-8", delay=0):
         self.httpd.routes[(method, path)] = (status, ctype, payload if payload is not None else b"", delay)
 
     def close(self):

@@ -17,7 +17,7 @@ def dropin(d):
 def read_back(path):
     env = {}
     with open(path) as f:
-        for section, key, value, _ in parse_unit_text(f.read()):
+        for section, key, value, _line in parse_unit_text(f.read()):
             if section == "Service" and key == "Environment":
                 env.update(parse_environment_value(value))
     return env
