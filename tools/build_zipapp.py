@@ -59,6 +59,11 @@ if sys.version_info < (3, 9):
     sys.stdout.write(msg % sys.version_info[:2] + "\\n")
     sys.exit(2)
 
+# Self-contained: only this zip and the standard library. Packages installed on the host (Debian's python3-rich,
+# python3-brotli, ...) would otherwise be picked up by httpx's optional imports (httpx/_main.py imports rich and
+# click when present: ~0.1 s per beat) and make the agent's behaviour depend on the host.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+
 from heartbeat_agent.__main__ import main
 
 sys.exit(main())
