@@ -73,27 +73,27 @@ def load_tasks():
     return play["tasks"]
 
 
-def module_options(awx_collections, module: str) -> dict:
-    proc = run([tool("ansible-doc"), "--json", module], env=awx_env(awx_collections))
-    return json.loads(proc.stdout)[module]["doc"]["options"]
+def modules_options(awx_collections, modules: set[str]) -> dict[str, dict]:
+    proc = run([tool("ansible-doc"), "--json", *sorted(modules)], env=awx_env(awx_collections))
+    return {name: doc["doc"]["options"] for name, doc in json.loads(proc.stdout).items()}
 
 
 def test_every_task_uses_documented_options(awx_collections):
     """ansible-lint's args rule skips templated values; check each key against the module's own documentation."""
     tasks = load_tasks()
-    used = set()
+    used = {next(k for k in task if k.startswith("awx.awx.")) for task in tasks}
+    expected = {"project", "job_template", "workflow_job_template", "inventory", "execution_environment"}
+    assert {f"awx.awx.{m}" for m in expected} <= used
+    docs = modules_options(awx_collections, used)
     for task in tasks:
         module = next(k for k in task if k.startswith("awx.awx."))
-        used.add(module)
-        options = module_options(awx_collections, module)
+        options = docs[module]
         unknown = set(task[module]) - set(options)
         assert not unknown, f"{task['name']}: {module} has no options {sorted(unknown)}"
         if module == "awx.awx.workflow_job_template":
             node_options = options["workflow_nodes"]["suboptions"]
             for node in task[module]["workflow_nodes"]:
                 assert not set(node) - set(node_options), node
-    expected = {"project", "job_template", "workflow_job_template", "inventory", "execution_environment"}
-    assert {f"awx.awx.{m}" for m in expected} <= used
 
 
 def test_job_templates_and_workflow():
