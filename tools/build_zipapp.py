@@ -7,8 +7,12 @@ The zip holds `heartbeat_agent/` from this checkout plus httpx and its pure-Pyth
 newest releases that still support Python 3.9 (GPU fleets run RHEL 9 / Debian 11 system Pythons; the newest anyio
 is a SyntaxError on 3.9 and the newest idna fails on 3.8: /work/shared/packaging-notes.md). Wheels are fetched once
 with `pip download --only-binary=:all: --python-version 3.9 --no-deps`, checked against the sha256 below, and
-cached in `build/wheels/`. exceptiongroup and typing_extensions are anyio's `python_version < "3.11"/"3.13"`
-dependencies, listed explicitly because pip does not evaluate those markers for the target version.
+cached in `build/wheels/`.
+
+anyio (with exceptiongroup and typing_extensions, its `python_version < "3.11"/"3.13"` dependencies) serves only
+httpx's async API, which the agent does not use; httpcore imports it opportunistically when present
+(httpcore/_synchronization.py `try: import anyio`), which costs about 0.2 s of CPU per `once` run (compiling it
+from the zip). It is left out unless `--with-async` is given; its 3.9-compatible pins stay below.
 
 Reproducible: entries sorted, every timestamp 1980-01-01 00:00:00, permissions 0644, Unix host, DEFLATE level 9,
 no directory entries, no __pycache__/.pyc, fixed shebang. Same sources and wheels give the same sha256.
@@ -39,12 +43,14 @@ PINS = [
      "2d400746a40668fc9dec9810239072b40b4484b640a8c38fd654a024c7a1bf55"),
     ("h11", "0.16.0", "h11-0.16.0-py3-none-any.whl",
      "63cf8bbe7522de3bf65932fda1d9c2772064ffb3dae62d55932da54b31cb6c86"),
-    ("anyio", "4.12.1", "anyio-4.12.1-py3-none-any.whl",
-     "d405828884fc140aa80a3c667b8beed277f1dfedec42ba031bd6ac3db606ab6c"),
     ("idna", "3.20", "idna-3.20-py3-none-any.whl",
      "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"),
     ("certifi", "2026.10.19.post1", "certifi-2026.10.19.post1-py3-none-any.whl",
      "1324c476b4811eff41a8bc2122cd0bbd4d9c7234c725446d99ab1612b3a7fdd2"),
+]  # fmt: skip
+ASYNC_PINS = [
+    ("anyio", "4.12.1", "anyio-4.12.1-py3-none-any.whl",
+     "d405828884fc140aa80a3c667b8beed277f1dfedec42ba031bd6ac3db606ab6c"),
     ("exceptiongroup", "1.3.2", "exceptiongroup-1.3.2-py3-none-any.whl",
      "41c6a70dfec22050d3d8b43386b059a4dc0bca3f3d40a40971cb206fff1785af"),
     ("typing_extensions", "4.16.0", "typing_extensions-4.16.0-py3-none-any.whl",
@@ -74,10 +80,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def fetch_wheels(wheel_dir: Path) -> list[Path]:
+def fetch_wheels(wheel_dir: Path, pins: list[tuple[str, str, str, str]]) -> list[Path]:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, version, filename, digest in PINS:
+    for name, version, filename, digest in pins:
         path = wheel_dir / filename
         if not path.exists():
             cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
@@ -135,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "dist" / "ollama-heartbeat.pyz"), help="output .pyz path")
     parser.add_argument("--wheels", default=str(WHEEL_DIR), help="wheel cache directory (default build/wheels)")
+    parser.add_argument("--with-async", action="store_true", help="also bundle anyio (httpx's async API)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    files = collect(fetch_wheels(Path(args.wheels)))
+    files = collect(fetch_wheels(Path(args.wheels), PINS + (ASYNC_PINS if args.with_async else [])))
     write_zipapp(files, out)
     print(f"{out} {out.stat().st_size} bytes sha256={sha256(out)} entries={len(files)}")
     return 0
