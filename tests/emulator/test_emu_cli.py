@@ -130,7 +130,7 @@ def run_cli(emu, *args, env_extra=None):
 def test_ollama_ps_shows_forever(emulator_factory):
     """Done-when: `ollama serve` with OLLAMA_KEEP_ALIVE=-1 OLLAMA_MAX_LOADED_MODELS=1, then `ollama ps` after a
     load shows UNTIL `Forever`, exactly as the real binary would."""
-    emu = emulator_factory(OLLAMA_KEEP_ALIVE="-1", OLLAMA_MAX_LOADED_MODELS="1")
+    emu = emulator_factory(OLLAMA_KEEP_ALIVE="-1", OLLAMA_MAX_LOADED_MODELS="1", OLLAMA_EMULATOR_TIME_SCALE="60")
     r = run_cli(emu, "run", "llama3.2", "")  # `ollama run m ""` preloads (docs/faq.mdx)
     assert r.returncode == 0, r.stderr
     out = run_cli(emu, "ps")

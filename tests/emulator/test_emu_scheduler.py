@@ -134,7 +134,7 @@ def test_every_request_restarts_the_full_timer(emulator_factory):
 def test_stale_expires_at_during_request(emulator_factory, emu_mod):
     """§3 item 3 (sched.go useLoadedRunner): the timer stops but expiresAt stays as it was; it can pass while the
     model is busy (CLI: Stopping...), the model is NOT unloaded, and a new keep_alive shows only after the request."""
-    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_TOKEN_RATE="0.2", **FAST)
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_TOKEN_RATE="0.3", **FAST)
     load(emu, "llama3.2", keep_alive="30s")
     old = ps_map(emu)["llama3.2:latest"]["expires_at"]
     s = Streamer(emu, model="llama3.2", prompt="why is the sky blue", keep_alive=-1)
@@ -154,7 +154,7 @@ def test_stale_expires_at_during_request(emulator_factory, emu_mod):
 def test_zero_expires_at_during_first_request(emulator_factory):
     """§3 item 1: during a runner's first request expiresAt is zero and ps reports now + sessionDuration, computed
     fresh on every call."""
-    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_TOKEN_RATE="0.2", **FAST)
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_TOKEN_RATE="0.5", **FAST)
     s = Streamer(emu, model="llama3.2", prompt="hello there", keep_alive="10m")
     s.start()
     assert s.first.wait(10)
@@ -170,7 +170,7 @@ def test_zero_expires_at_during_first_request(emulator_factory):
 
 def test_unload_while_busy_waits_for_request(emulator_factory):
     """§5 unload: the unload happens now, or when in-flight requests end (sched.go expireRunner sets expiresAt=now)."""
-    emu = emulator_factory(OLLAMA_EMULATOR_TOKEN_RATE="15", **FAST)
+    emu = emulator_factory(OLLAMA_EMULATOR_TOKEN_RATE="40", **FAST)
     s = Streamer(emu, model="llama3.2", prompt="hello", keep_alive=-1)
     s.start()
     assert s.first.wait(10)
