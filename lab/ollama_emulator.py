@@ -818,8 +818,8 @@ class Scheduler:
         """sched.go GetRunner + processPending. Returns a Runner with ref_count taken, or raises ScheduleError."""
         with self.cv:
             r = self.runners.get(req.model.path)
-            if self._usable(r, req) and not self.queue:
-                return self._use(r, req)  # GetRunner fast path: reuse skips the queue
+            if self._usable(r, req):
+                return self._use(r, req)  # GetRunner fast path: a reusable runner skips the pending queue
             if len(self.queue) > self.cfg["max_queue"]:
                 raise ScheduleError(503, "server busy, please try again.  maximum pending requests exceeded")
             self.queue.append(req)
