@@ -124,7 +124,12 @@ def lab_hosts():
         pytest.fail("lab tests need root (they boot systemd-nspawn hosts): run pytest as root, or -m 'not lab'")
     running = [h for h in lab_status()["hosts"] if h["running"]]
     owned = not running
-    info = _up(max(FIXTURE_HOSTS, len(running)))
+    try:
+        info = _up(max(FIXTURE_HOSTS, len(running)))
+    except BaseException:
+        if owned:  # do not leave a half-booted fleet behind
+            lab_cli("down", check=False)
+        raise
     fleet = LabFleet(info, owned=owned)
     try:
         yield fleet

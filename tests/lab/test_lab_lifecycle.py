@@ -102,6 +102,8 @@ def test_up_idempotent_grow_crash_status_down_leaves_nothing():
         ssh = lab_cli("ssh", "kw-lab-3", "cat", "/proc/1/comm", "/etc/hostname")
         assert ssh.stdout.split() == ["systemd", "kw-lab-3"]
         assert "kw-lab-3 ansible_host=198.18.0.13" in Path(grown["inventory"]).read_text()
+        # hosts that were already running learn the new name too
+        assert lab_cli("ssh", "kw-lab-1", "getent", "hosts", "kw-lab-3").stdout.split() == ["198.18.0.13", "kw-lab-3"]
 
         # A crash: kw-lab-3's nspawn is killed outright. status tells the truth; up repairs just that host.
         os.kill(pids3["kw-lab-3"], signal.SIGKILL)
