@@ -7,13 +7,12 @@ kw-override-test.service, running the same emulator binary on 127.0.0.1:11499, a
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import parse_show, parse_show_environment
 
 pytestmark = pytest.mark.lab
 
 UNIT = "kw-override-test.service"
-UNIT_FILE = f"""[Unit]
+UNIT_FILE = """[Unit]
 Description=keepwarm ollama_override integration test (emulator on 127.0.0.1:11499)
 
 [Service]
@@ -23,7 +22,7 @@ Group=ollama
 Environment="OLLAMA_HOST=127.0.0.1:11499"
 """
 ADMIN_OVERRIDE = "[Service]\nEnvironment=OLLAMA_KEEP_ALIVE=1d\n"
-TRICKY = 'say "hi" 100% C:\\dir\\  two  spaces $HOME `x` \'q\' '
+TRICKY = "say \"hi\" 100% C:\\dir\\  two  spaces $HOME `x` 'q' "
 DROPIN = f"/etc/systemd/system/{UNIT}.d/zz-keepwarm.conf"
 
 
