@@ -9,7 +9,12 @@ from .conftest import FAST, MAX_INT64, NS, call, generate, load, ps_map, session
 
 FOREVER = "forever"
 UNLOAD = "unload"
-NIL = object()  # the key is left out of the request
+class _Nil:
+    def __repr__(self):
+        return "absent"
+
+
+NIL = _Nil()  # the key is left out of the request
 
 
 @pytest.fixture(scope="module")
