@@ -9,8 +9,9 @@
    tools/build_zipapp.py when missing) goes into the assembled `roles/heartbeat/files/`, so a controller that only
    installed the artifact (AWX, an execution environment) deploys the agent without a checkout.
 3. `ansible-galaxy collection build` writes the tarball; the version comes from collection/galaxy.yml only.
-4. The tarball is checked: the four modules, module_utils, both roles (with the zipapp), README.md and docs/, and
-   no tests, molecule, __pycache__, *.pyc or symlinks. Any miss fails the build.
+4. The tarball is checked: the four modules, module_utils, both roles (with the zipapp and their READMEs), README.md
+   (and docs/ when collection/docs/ has files), and no tests, molecule, __pycache__, *.pyc or symlinks. Any miss fails
+   the build.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def add_zipapp(tree: Path, zipapp: Path) -> Path:
     return target
 
 
-def check_members(names: list[str], symlinks: list[str]) -> list[str]:
+def check_members(names: list[str], symlinks: list[str], docs_expected: bool = True) -> list[str]:
     """Problems with a tarball's regular files `names` and its `symlinks` (empty list = good)."""
     problems = []
     present = set(names)
@@ -98,7 +99,12 @@ def check_members(names: list[str], symlinks: list[str]) -> list[str]:
             problems.append(f"role {role} has no meta/argument_specs.yml")
     if f"roles/heartbeat/files/{ZIPAPP_NAME}" not in present:
         problems.append(f"roles/heartbeat/files/{ZIPAPP_NAME} missing")
-    if not any(n.startswith("docs/") for n in names):
+    # Docs: the collection README, each role's README (every variable) and the modules' own DOCUMENTATION (what
+    # ansible-doc shows); plus docs/ whenever collection/docs/ has files.
+    for role in ROLES:
+        if f"roles/{role}/README.md" not in present:
+            problems.append(f"role {role} has no README.md")
+    if docs_expected and not any(n.startswith("docs/") for n in names):
         problems.append("docs/ missing or empty")
     for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "README.md"):
         if required not in present:
@@ -138,7 +144,8 @@ def build(out: Path) -> Path:
         if not produced.is_file():
             raise SystemExit(f"ansible-galaxy did not write {produced.name}: {sorted(p.name for p in built.iterdir())}")
         names, symlinks = tar_members(produced)
-        problems = check_members(names, symlinks)
+        docs_expected = any(p.is_file() for p in (ROOT / "collection" / "docs").rglob("*"))
+        problems = check_members(names, symlinks, docs_expected=docs_expected)
         if problems:
             raise SystemExit("collection artifact rejected:\n  " + "\n  ".join(problems))
         artifact = out / produced.name

@@ -49,6 +49,7 @@ def test_check_members_rejects_what_must_not_ship():
     problems = build_collection.check_members(
         [*good, "plugins/module_utils/_api.py", "tests/unit/test_x.py", "roles/keepalive/molecule/default/x.yml"],
         ["roles/link"],
+        docs_expected=True,
     )
     text = "\n".join(problems)
     for expected in (
@@ -58,6 +59,8 @@ def test_check_members_rejects_what_must_not_ship():
         "role heartbeat missing",
         f"roles/heartbeat/files/{ZIPAPP} missing",
         "docs/ missing",
+        "role keepalive has no README.md",
+        "README.md missing",
     ):
         assert expected in text
 
