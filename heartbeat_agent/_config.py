@@ -194,10 +194,12 @@ def build_config(raw: Dict[str, Any]) -> Config:
     request_timeout = _number(merged, "request_timeout")
     load_timeout = _number(merged, "load_timeout")
     keep_alive = parse_keep_alive(merged["keep_alive"])
-    if keep_alive.seconds is not None and keep_alive.seconds <= interval:
+    if keep_alive.seconds is not None and keep_alive.seconds <= 2 * interval:
+        # A timed pin counts as pinned while it outlives two intervals (_beat.is_pinned); shorter would re-pin always.
         raise ConfigError(
             "keep_alive",
-            f"{keep_alive.wire!r} is not longer than interval ({interval:g}s): the model would expire between beats",
+            f"{keep_alive.wire!r} is not longer than two intervals ({2 * interval:g}s): the model would expire "
+            "between beats; use -1 to pin it forever",
         )
     metrics_path = merged["metrics_path"]
     if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path):
