@@ -83,8 +83,14 @@ def add_zipapp(tree: Path, zipapp: Path) -> Path:
     return target
 
 
-def check_members(names: list[str], symlinks: list[str], docs_expected: bool = True) -> list[str]:
+def collection_has_docs() -> bool:
+    return any(p.is_file() for p in (ROOT / "collection" / "docs").rglob("*"))
+
+
+def check_members(names: list[str], symlinks: list[str], docs_expected: bool | None = None) -> list[str]:
     """Problems with a tarball's regular files `names` and its `symlinks` (empty list = good)."""
+    if docs_expected is None:
+        docs_expected = collection_has_docs()
     problems = []
     present = set(names)
     for module in MODULES:
@@ -144,8 +150,7 @@ def build(out: Path) -> Path:
         if not produced.is_file():
             raise SystemExit(f"ansible-galaxy did not write {produced.name}: {sorted(p.name for p in built.iterdir())}")
         names, symlinks = tar_members(produced)
-        docs_expected = any(p.is_file() for p in (ROOT / "collection" / "docs").rglob("*"))
-        problems = check_members(names, symlinks, docs_expected=docs_expected)
+        problems = check_members(names, symlinks)
         if problems:
             raise SystemExit("collection artifact rejected:\n  " + "\n  ".join(problems))
         artifact = out / produced.name
