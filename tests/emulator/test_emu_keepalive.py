@@ -9,6 +9,8 @@ from .conftest import FAST, MAX_INT64, NS, call, generate, load, ps_map, session
 
 FOREVER = "forever"
 UNLOAD = "unload"
+
+
 class _Nil:
     def __repr__(self):
         return "absent"

@@ -504,3 +504,34 @@ def test_client_disconnect_aborts_cold_load(emulator_factory, ps_blocks):
     evs = events(emu)
     assert [(e["event"], e["reason"]) for e in evs] == [("load_aborted", "client_disconnected")]
     assert cold_starts(emu) == []
+
+
+def test_repin_of_busy_runner_marked_for_eviction(emulator_factory):
+    """§6 (inferred): a request with keep_alive != 0 reaching a busy runner marked for eviction restores its
+    duration; that runner then never unloads and the pending load waits for some other unload (the keep-alive
+    tool ends up fighting the scheduler). The waiting client gives up; nothing was evicted."""
+    emu = emulator_factory(OLLAMA_MAX_LOADED_MODELS="1", OLLAMA_EMULATOR_TOKEN_RATE="40", **FAST)
+    s = Streamer(emu, model="llama3.2", prompt="hello", keep_alive=-1)
+    s.start()
+    assert s.first.wait(10)
+    outcome = []
+
+    def want_qwen():
+        try:
+            outcome.append(call(emu, "POST", "/api/generate", {"model": "qwen2.5:7b"}, timeout=2.5).status)
+        except TimeoutError:
+            outcome.append("timeout")
+
+    t = threading.Thread(target=want_qwen)
+    t.start()
+    # the busy runner is marked: sessionDuration 0, so ps (zero expiresAt during the first request) shows now + 0
+    wait_for(lambda: (session_left(emu, "llama3.2:latest") or 99) < 1)
+    assert load(emu, "llama3.2", keep_alive=-1)["done_reason"] == "load"  # re-pin through the fast path
+    s.join(30)
+    t.join(30)
+    assert outcome == ["timeout"]
+    _approx(session_left(emu, "llama3.2:latest"), FOREVER, "restored pin survives")
+    assert [e["event"] for e in events(emu)] == ["load"]
+    # once the waiting client is gone, the next request for another model evicts the idle pinned runner normally
+    load(emu, "qwen2.5:7b")
+    assert [e["event"] for e in events(emu)] == ["load", "eviction", "load"]
