@@ -84,6 +84,8 @@ def test_up_idempotent_grow_crash_status_down_leaves_nothing():
         ]
         pids = nspawn_pids()
         assert set(pids) == {"kw-lab-1", "kw-lab-2"}
+        for h in st["hosts"]:  # each host's systemd lives in its own cgroup, not a shared /payload
+            assert f":/keepwarm-lab/{h['name']}/payload/" in Path(f"/proc/{h['pid1']}/cgroup").read_text()
 
         # A second `up` changes nothing: same processes, same host keys.
         known_hosts = Path(first["known_hosts"]).read_text()
