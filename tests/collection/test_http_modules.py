@@ -99,9 +99,9 @@ def test_repin_expiring_model_keeps_its_runner(ansible_module, interpreter, targ
 
 
 def test_expired_model_is_loaded_again(ansible_module, target):
-    # keep_alive 8m in emulated time is 8 s real at time scale 60: long enough for two Ansible runs
+    # keep_alive 12m in emulated time is 12 s real at time scale 60: long enough for two Ansible runs
     interpreter = PY38
-    run = ansible_module("ollama_pin", {"url": target.url, "name": MODEL, "keep_alive": "8m"}, interpreter=interpreter)
+    run = ansible_module("ollama_pin", {"url": target.url, "name": MODEL, "keep_alive": "12m"}, interpreter=interpreter)
     assert run.changed and run.result["model"]["state"] == "timed", run
     report = ansible_module(
         "ollama_ps", {"url": target.url, "models": [MODEL], "fail_on_problems": False}, interpreter=interpreter
@@ -109,7 +109,7 @@ def test_expired_model_is_loaded_again(ansible_module, target):
     assert report.result["ok"] is False and [p["reason"] for p in report.result["problems"]] == ["expiring"]
     if target.real:
         return  # waiting two real minutes is not worth it against a real server
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while ps(target.url) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ps(target.url) == []
@@ -131,7 +131,7 @@ def test_unload(ansible_module, interpreter, target):
 
 def test_ps_problems(ansible_module, interpreter, target):
     post(target.url, "/api/generate", {"model": MODEL, "keep_alive": -1})
-    post(target.url, "/api/generate", {"model": OTHER, "keep_alive": "5m"})
+    post(target.url, "/api/generate", {"model": OTHER, "keep_alive": "30m"})  # 30 s real at time scale 60
     args = {"url": target.url, "models": [MODEL, {"name": "nomic-embed-text"}], "allow_unlisted": False}
     failed = ansible_module("ollama_ps", args, interpreter=interpreter)
     assert failed.failed, failed
