@@ -137,9 +137,9 @@ problems:
   sample:
     - url: http://127.0.0.1:11434
       model: qwen2.5:7b
-      expires_at: "2026-08-15T12:04:59.83753Z"
-      reason: expiring
-      message: "http://127.0.0.1:11434: qwen2.5:7b (expires_at 2026-08-15T12:04:59.83753Z): not pinned: timed, 300 s"
+      expires_at: null
+      reason: missing
+      message: "http://127.0.0.1:11434: qwen2.5:7b (expires_at -): not loaded"
 ok:
   description: True when there is no problem.
   returned: success
