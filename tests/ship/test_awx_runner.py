@@ -28,6 +28,13 @@ from test_awx import AnsibleYamlLoader
 
 pytestmark = pytest.mark.lab
 
+# Back to the installer's state (lab/base.py: ollama.service as install.sh writes it, no drop-ins, nothing loaded):
+# the lab is shared by the whole test session and earlier tests leave drop-ins, agents and pinned models behind.
+RESET_HOST = (
+    "systemctl disable --now keepwarm-heartbeat.timer keepwarm-heartbeat.service keepwarm-heartbeat-watch.service"
+    " >/dev/null 2>&1; rm -rf /etc/systemd/system/ollama.service.d /etc/systemd/system/keepwarm-heartbeat*"
+    " /usr/local/lib/keepwarm /etc/keepwarm && systemctl daemon-reload && systemctl restart ollama.service"
+)
 FAILED_EVENTS = {"runner_on_failed", "runner_on_unreachable", "runner_item_on_failed", "runner_on_async_failed"}
 
 
@@ -38,6 +45,8 @@ def converge_extra_vars() -> dict:
 
 @pytest.fixture(scope="module")
 def private_data_dir(artifact, lab_hosts, tmp_path_factory) -> Path:
+    for host in lab_hosts.hosts:
+        lab_hosts.ssh(host, RESET_HOST)
     pdd = tmp_path_factory.mktemp("awx-job")
     project = pdd / "project"
     shutil.copytree(ROOT / "playbooks", project / "playbooks")
