@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) keepwarm maintainers
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Private module_utils of keepwarm.ollama: /api/ps entries described and checked.
 # Import as ansible_collections.keepwarm.ollama.plugins.module_utils._ps
