@@ -353,6 +353,8 @@ def _ensure_key(paths: Paths) -> None:
 def _ensure_bridge() -> None:
     if BRIDGE not in links():
         run(["ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge"])
+    else:
+        run(["ip", "link", "set", BRIDGE, "address", BRIDGE_MAC])
     addrs = run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE]).stdout
     if f" {CONTROLLER_ADDR}/{PREFIXLEN} " not in addrs:
         run(["ip", "addr", "add", f"{CONTROLLER_ADDR}/{PREFIXLEN}", "dev", BRIDGE])
@@ -651,7 +653,9 @@ def _up(count: int, say) -> dict:
     if not to_create and not to_wait:
         _write_known_hosts(paths, list(existing))
         _write_inventory(paths, list(existing))
-        say(f"lab unchanged: {len(existing)} host(s) running")
+        say(f"lab unchanged: {len(existing)} host(s) running; inventory {paths.inventory}")
+        for name in sorted(existing, key=host_index):
+            say(f"  {name} {host_addr(host_index(name))} running (nspawn {existing[name].nspawn_pid})")
         return _summary(paths, sorted(existing, key=host_index), changed=False, seconds=time.monotonic() - t0)
 
     _ensure_bridge()
