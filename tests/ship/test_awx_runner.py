@@ -97,9 +97,16 @@ def stdout_tail(private_data_dir: Path, ident: str) -> str:
     return (private_data_dir / "artifacts" / ident / "stdout").read_text()[-6000:]
 
 
+def require_success(jobs, private_data_dir: Path, ident: str) -> None:
+    """Fail with the job's own output when it (or the converge before it) did not succeed."""
+    last = list(jobs)[-1]
+    assert ident in jobs, f"{last} failed before {ident} ran:\n{stdout_tail(private_data_dir, last)}"
+    assert jobs[ident].status == "successful", stdout_tail(private_data_dir, ident)
+
+
 @pytest.mark.parametrize("ident", ["converge", "verify"])
 def test_job_succeeds_without_failed_events(jobs, private_data_dir, lab_hosts, ident):
-    assert ident in jobs, f"an earlier job failed: {stdout_tail(private_data_dir, 'converge')}"
+    require_success(jobs, private_data_dir, ident)
     r = jobs[ident]
     assert (r.status, r.rc) == ("successful", 0), stdout_tail(private_data_dir, ident)
     artifacts = private_data_dir / "artifacts" / ident
@@ -120,6 +127,7 @@ def test_job_succeeds_without_failed_events(jobs, private_data_dir, lab_hosts, i
 
 def test_converge_ran_the_installed_collection(jobs, private_data_dir, lab_hosts, artifact):
     """keepwarm.ollama came from the artifact, and the agent deployed is the zipapp packaged inside it."""
+    require_success(jobs, private_data_dir, "converge")
     events = job_events(private_data_dir, "converge")
     roles = {e["event_data"].get("role") for e in events if e["event"] == "runner_on_ok"}
     assert {"keepalive", "heartbeat"} <= roles
@@ -143,6 +151,7 @@ def inventory_models(inventory: Path) -> set[str]:
 
 
 def test_verify_artifacts_hold_the_fleet_table(jobs, private_data_dir, lab_hosts):
+    require_success(jobs, private_data_dir, "verify")
     events = job_events(private_data_dir, "verify")
     stats = next(e for e in events if e["event"] == "playbook_on_stats")
     data = stats["event_data"]["artifact_data"]
