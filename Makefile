@@ -57,7 +57,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint
+	$(PY) awx/install_awx_collection.py --dest build/awx-collections
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections:$(CURDIR)/build/awx-collections $(BIN)/ansible-lint
 
 unit: venv
 	$(BIN)/pytest -m "not lab" -n 2
