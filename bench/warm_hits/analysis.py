@@ -124,6 +124,7 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
         "protectable": len(prot_reqs),
         "protectable_warm": sum(1 for r in prot_reqs if not r["cold"]),
         "cold_seconds": sum(r["load_duration"] for r in cold),
+        "pinned_cold_seconds": sum(r["load_duration"] for r in cold if normalize(r["model"]) == pinned),
         "heartbeat_loads": sum(1 for e in hb_loads if e["event"] == "load" and e["model"] == pinned),
         "heartbeat_reloads": sum(1 for e in hb_loads if e["event"] == "reload"),
         "heartbeat_other_loads": sum(1 for e in hb_loads if e["model"] != pinned),

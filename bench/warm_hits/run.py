@@ -314,7 +314,7 @@ def chart(results: List[Dict[str, Any]], duration: float, path: Path) -> None:
     ax1.set_yticks(y, names)
     ax1.set_xlim(0, 110)
     ax1.set_xlabel("requests served warm (%)")
-    ax1.legend(loc="lower right", fontsize=8)
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     ax1.set_title("Same seeded workload, five setups (OLLAMA_MAX_LOADED_MODELS=1)")
 
     hours = duration / 3600
@@ -373,7 +373,9 @@ def write_markdown(results, raws, args, *, cmd: str, mach: Dict[str, str], wall:
     ]
     for m in results:
         lines.append(
-            f"- {LABELS[m['setup']]}: cold {m['cold_by_client'] or '{}'}; protectable cold after "
+            f"- {LABELS[m['setup']]}: cold-start s {m['pinned_cold_seconds']:.1f} on {m['pinned']}, "
+            f"{m['cold_seconds'] - m['pinned_cold_seconds']:.1f} on the other model; "
+            f"cold {m['cold_by_client'] or '{}'}; protectable cold after "
             f"{m['cold_protectable_by_client_before'] or '{}'}; heartbeat loads of the other model "
             f"{m['heartbeat_other_loads']}; evictions of the other model {m['evictions_of_other']}"
         )
