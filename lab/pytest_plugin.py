@@ -28,6 +28,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_HOSTS = 2
+# Whether this pytest session brought the running lab up (set by `lab_hosts`); tests that take the fleet down
+# check it so that they never destroy a lab somebody else is using.
+SESSION = {"owns_lab": False}
 
 
 class LabCommandError(subprocess.CalledProcessError):
@@ -131,8 +134,10 @@ def lab_hosts():
             lab_cli("down", check=False)
         raise
     fleet = LabFleet(info, owned=owned)
+    SESSION["owns_lab"] = owned
     try:
         yield fleet
     finally:
         if owned:
+            SESSION["owns_lab"] = False
             lab_cli("down")

@@ -1,9 +1,10 @@
 """The lab's own lifecycle through its CLI: up, idempotent up, grow, crash, status, down leaving nothing.
 
 Names and addresses of the lab are fixed, so this test owns the whole fleet while it runs: it starts from
-`down`, and if a lab was running before (the session's `lab_hosts` fleet, or one a person started) it brings
-that many hosts back up at the end. What "nothing left" means is checked with the system's own tools (ps, ip,
-/proc/self/mountinfo, the cgroup tree), not with the lab's discovery code.
+`down`, and if this session's `lab_hosts` fleet was running it brings that many hosts back up at the end. A lab
+that somebody else started is never taken down: the test fails and says so. What "nothing left" means is
+checked with the system's own tools (ps, ip, /proc/self/mountinfo, the cgroup tree), not with the lab's
+discovery code.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.pytest_plugin import lab_cli, lab_status
+from lab.pytest_plugin import SESSION, lab_cli, lab_status
 
 pytestmark = pytest.mark.lab
 
@@ -65,6 +66,11 @@ def by_name(status: dict) -> dict[str, dict]:
 
 def test_up_idempotent_grow_crash_status_down_leaves_nothing():
     running_before = [h["name"] for h in lab_status()["hosts"] if h["running"]]
+    if running_before and not SESSION["owns_lab"]:
+        pytest.fail(
+            f"a lab this test session did not start is running ({', '.join(running_before)}); this test needs the "
+            "machine's only fleet and would destroy it: run `python -m lab down` first (or deselect with -k)"
+        )
     try:
         lab_cli("down")
         assert what_is_left() == {k: [] for k in what_is_left()}
