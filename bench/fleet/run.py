@@ -91,10 +91,14 @@ def ensure_zipapp() -> None:
         subprocess.run([PYTHON, "tools/build_zipapp.py", "--out", str(pyz)], cwd=ROOT, check=True)
 
 
-def run_playbook(playbook: str, inventory: str, limit: Optional[str], logfile: Path) -> Dict[str, Any]:
+def run_playbook(  # noqa: PLR0917
+    playbook: str, inventory: str, limit: Optional[str], logfile: Path, serial: Optional[str] = None
+) -> Dict[str, Any]:
     cmd = [PLAYBOOK, "-i", inventory, f"playbooks/{playbook}"]
     if limit:
         cmd += ["--limit", limit]
+    if serial and playbook == "site.yml":
+        cmd += ["-e", f"keepwarm_serial={serial}"]
     env = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,6 +117,8 @@ def run_playbook(playbook: str, inventory: str, limit: Optional[str], logfile: P
         "cpu_sys": after.ru_stime - before.ru_stime,
         "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         "hosts": len(recap),
+        # one "PLAY [...]" header per serial batch (site.yml rolls out in batches; verify.yml is one play)
+        "batches": len(re.findall(r"^PLAY \[", proc.stdout, re.M)),
         "changed": sum(r["changed"] for r in recap.values()),
         "failed": sum(r["failed"] + r["unreachable"] for r in recap.values()),
         "log": str(logfile),
@@ -151,11 +157,11 @@ def label(playbook: str, kind: str) -> str:
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
-    cols = ["Hosts", "Run", "Wall s", "Controller CPU s", "CPU s per host", "Changed", "Failed", "rc"]
+    cols = ["Hosts", "Run", "Batches", "Wall s", "Controller CPU s", "CPU s per host", "Changed", "Failed", "rc"]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
         out.append(
-            f"| {r['n']} | {label(r['playbook'], r['kind'])} | {r['wall']:.1f} | {r['cpu']:.1f} | "
+            f"| {r['n']} | {label(r['playbook'], r['kind'])} | {r['batches']} | {r['wall']:.1f} | {r['cpu']:.1f} | "
             f"{r['cpu'] / r['n']:.2f} | {r['changed']} | {r['failed']} | {r['rc']} |"
         )
     return "\n".join(out)
@@ -173,7 +179,7 @@ def growth_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def chart(rows: List[Dict[str, Any]], path: Path) -> None:
+def chart(rows: List[Dict[str, Any]], path: Path, serial: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +198,7 @@ def chart(rows: List[Dict[str, Any]], path: Path) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("keepwarm playbooks on the lab fleet (SSH pipelining on, site.yml serial 25%)")
+    fig.suptitle(f"keepwarm playbooks on the lab fleet (SSH pipelining on, site.yml serial {serial})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -206,6 +212,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--limit", help="smoke only: host to run on (default: the inventory's first host)")
     p.add_argument("--out-dir", help="default bench/results (smoke: build/bench/smoke)")
     p.add_argument("--wait", type=float, default=1200.0, help="seconds to wait for a busy lab (default 1200)")
+    p.add_argument(
+        "--serial",
+        help="site.yml batch size (-e keepwarm_serial=VALUE, e.g. 100%%); default: as shipped (25%%). "
+        "Results go to fleet-serial-VALUE.{md,png,json}",
+    )
     args = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
     cmd = "/work/venv/bin/python bench/fleet/run.py" + (" " + shlex.join(given) if given else "")
@@ -238,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if limit is None:
             limit = _first_host(inventory)
         try:
-            r = run_playbook("site.yml", inventory, limit, work / "smoke-site.log")
+            r = run_playbook("site.yml", inventory, limit, work / "smoke-site.log", args.serial)
         finally:
             if owned:
                 lab("down")
@@ -264,7 +275,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ours = names
                 for playbook, kind in RUNS:
                     log(f"{n} host(s): {label(playbook, kind)}")
-                    r = run_playbook(playbook, info["inventory"], None, work / f"{n}-{playbook}-{kind or 'run'}.log")
+                    logfile = work / f"{n}-{playbook}-{kind or 'run'}.log"
+                    r = run_playbook(playbook, info["inventory"], None, logfile, args.serial)
                     rows.append(dict(r, n=n, kind=kind))
                     log(f"  wall {r['wall']:.1f} s, cpu {r['cpu']:.1f} s, changed {r['changed']}, rc {r['rc']}")
         finally:
@@ -274,7 +286,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     bad = [r for r in rows if r["rc"] != 0 or r["failed"] or r["hosts"] != r["n"]]
     lines = [
-        "# fleet: keepwarm playbooks on 1-8 lab hosts",
+        "# fleet: keepwarm playbooks on 1-8 lab hosts"
+        + (f" (site.yml with -e keepwarm_serial={args.serial})" if args.serial else ""),
         "",
         f"Command: `{cmd}`  ",
         f"Machine: {mach['nproc']} CPUs, {mach['memory']} RAM, kernel {mach['kernel']}, Python {mach['python']}, "
@@ -298,11 +311,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad:
         lines += ["Problems: " + "; ".join(f"{r['n']} host(s) {label(r['playbook'], r['kind'])}: rc {r['rc']}, "
                                           f"failed {r['failed']}, log {r['log']}" for r in bad), ""]  # fmt: skip
-    name = "fleet"
+    name = "fleet" if not args.serial else "fleet-serial-" + re.sub(r"[^0-9A-Za-z]", "", args.serial)
     (out_dir / f"{name}.md").write_text("\n".join(lines))
     (out_dir / f"{name}.json").write_text(json.dumps({"machine": mach, "rows": rows}, indent=1))
     if not args.smoke:
-        chart(rows, out_dir / f"{name}.png")
+        chart(rows, out_dir / f"{name}.png", args.serial or "25%")
     sys.stdout.write("\n".join(lines))
     sys.stdout.write(f"wrote {out_dir / (name + '.md')}\n")
     return 1 if bad else 0

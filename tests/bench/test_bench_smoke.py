@@ -95,8 +95,18 @@ def test_fleet_smoke(lab_hosts, tmp_path):
         timeout=600,
     )
     header, rows = table_rows((tmp_path / "fleet.md").read_text(), "Hosts")
-    assert header == ["Hosts", "Run", "Wall s", "Controller CPU s", "CPU s per host", "Changed", "Failed", "rc"]
+    assert header == [
+        "Hosts",
+        "Run",
+        "Batches",
+        "Wall s",
+        "Controller CPU s",
+        "CPU s per host",
+        "Changed",
+        "Failed",
+        "rc",
+    ]
     assert len(rows) == 1
-    hosts, what, wall, cpu, _, _, failed, rc = rows[0]
-    assert (hosts, what, failed, rc) == ("1", "site.yml (smoke)", "0", "0")
+    hosts, what, batches, wall, cpu, _, _, failed, rc = rows[0]
+    assert (hosts, what, batches, failed, rc) == ("1", "site.yml (smoke)", "1", "0", "0")
     assert float(wall) > 0 and float(cpu) > 0
