@@ -70,11 +70,20 @@ def lab_busy(status: Dict[str, Any]) -> bool:
 
 
 def wait_for_free_lab(poll: float = 30.0, limit: float = 1200.0) -> None:
+    """Return once the lab has been free on two polls in a row, `poll` s apart: a fleet that is only between two
+    Molecule scenarios (destroy, then the next create) is free for seconds, and is not ours to take."""
     deadline = time.monotonic() + limit
+    free_since = None
     while True:
         status = lab_status()
         if not lab_busy(status):
-            return
+            if free_since is not None:
+                return
+            free_since = time.monotonic()
+            log(f"lab free; checking again in {poll:.0f} s that nobody is between two runs")
+            time.sleep(poll)
+            continue
+        free_since = None
         names = [h["name"] for h in status.get("hosts", []) if h.get("running")]
         if time.monotonic() > deadline:
             raise SystemExit(f"fleet: the lab stayed busy for {limit:.0f} s ({', '.join(names) or 'leftovers'}); "
@@ -280,6 +289,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     r = run_playbook(playbook, info["inventory"], None, logfile, args.serial)
                     rows.append(dict(r, n=n, kind=kind))
                     log(f"  wall {r['wall']:.1f} s, cpu {r['cpu']:.1f} s, changed {r['changed']}, rc {r['rc']}")
+                    if not _still_ours(ours, exact=True):
+                        raise RuntimeError("the lab changed under the bench (hosts gone or someone else's): stopping")
         finally:
             if ours and _still_ours(ours):
                 lab("down", check=False)  # the fleet this bench started (the lab was free when it began)
@@ -322,9 +333,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 1 if bad else 0
 
 
-def _still_ours(ours: List[str]) -> bool:
+def _still_ours(ours: List[str], exact: bool = False) -> bool:
     running = {h["name"] for h in lab_status().get("hosts", []) if h.get("running")}
-    return running <= set(ours)
+    return running == set(ours) if exact else running <= set(ours)
 
 
 def _first_host(inventory: str) -> str:
