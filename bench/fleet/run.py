@@ -324,6 +324,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         lines += ["Problems: " + "; ".join(f"{r['n']} host(s) {label(r['playbook'], r['kind'])}: rc {r['rc']}, "
                                           f"failed {r['failed']}, log {r['log']}" for r in bad), ""]  # fmt: skip
     name = "fleet" if not args.serial else "fleet-serial-" + re.sub(r"[^0-9A-Za-z]", "", args.serial)
+    if bad and not args.smoke:
+        name += "-failed"  # never overwrite the last good results with a broken run
     (out_dir / f"{name}.md").write_text("\n".join(lines))
     (out_dir / f"{name}.json").write_text(json.dumps({"machine": mach, "rows": rows}, indent=1))
     if not args.smoke:
