@@ -26,7 +26,7 @@ timed tools/sanity.sh
 
 step "molecule test --all"
 teardown
-(cd "$PWD" && timed molecule test --all)
+timed molecule test --all
 
 step pytest
 teardown
