@@ -57,7 +57,8 @@ _OPTIONS = [
         {
             "type": float,
             "metavar": "SECONDS",
-            "help": "beat interval of the timer (default 60); retries stop well before it",
+            "help": "beat interval of the timer (default 20; keep it shorter than the shortest keep_alive your "
+            "clients send); retries stop well before it",
         },
     ),
     (("--poll",), {"type": float, "metavar": "SECONDS", "help": "watch: seconds between /api/ps polls (default 5)"}),

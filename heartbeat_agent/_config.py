@@ -1,7 +1,12 @@
 """Configuration: one JSON file (written by the `heartbeat` role), overridable by command-line flags.
 
     {"url": "http://127.0.0.1:11434", "keep_alive": -1, "request_timeout": 10, "load_timeout": 600,
-     "interval": 60, "metrics_path": null, "models": [{"name": "llama3.2", "options": {"num_ctx": 8192}}]}
+     "interval": 20, "metrics_path": null, "models": [{"name": "llama3.2", "options": {"num_ctx": 8192}}]}
+
+`interval` (seconds between `once` beats under a timer) must be shorter than the shortest keep_alive any client
+sends: a client's keep_alive replaces the pin (server/sched.go `useLoadedRunner`, last writer wins), so a model a
+client set to "30s" expires 30 s later, and only a beat before then re-pins it. The default 20 s covers the common
+short values ("30s", "1m", "5m"); for shorter ones use `watch` (polls every `poll` seconds).
 
 Every error names the field it is about (`models[0].options.num_ctx: ...`) and maps to exit code 2.
 """
@@ -32,7 +37,7 @@ DEFAULTS: Dict[str, Any] = {
     "keep_alive": -1,
     "request_timeout": 10,
     "load_timeout": 600,
-    "interval": 60,
+    "interval": 20,  # shorter than the common short client keep_alive "30s" (see the module docstring)
     "poll": 5,
     "metrics_path": None,
     "models": [],

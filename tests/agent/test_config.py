@@ -29,7 +29,7 @@ GOOD = {"url": "http://127.0.0.1:11434", "models": [{"name": "llama3.2", "option
         ({"keep_alive": 0}, "keep_alive"),
         ({"keep_alive": "0s"}, "keep_alive"),
         ({"keep_alive": True}, "keep_alive"),
-        ({"keep_alive": "30s"}, "keep_alive"),  # shorter than the interval: expires between beats
+        ({"keep_alive": "40s"}, "keep_alive"),  # not longer than two default intervals (2 x 20 s)
         ({"url": "127.0.0.1:11434"}, "url"),
         ({"url": "ftp://h"}, "url"),
         ({"request_timeout": 0}, "request_timeout"),
@@ -87,6 +87,18 @@ def test_flags_override_the_file_and_keep_model_options(tmp_path):
         ("nomic-embed-text:latest", {}),
     ]
     assert config.keep_alive.forever and config.keep_alive.wire == -1
+
+
+def test_default_interval_beats_a_30s_client_keep_alive(tmp_path):
+    """A client's keep_alive "30s" replaces the pin (server/sched.go useLoadedRunner): the default timer must fire
+    before it expires. A timed keep_alive of the agent's own must still outlive two intervals."""
+    config = load_config(write(tmp_path, GOOD), {})
+    assert config.interval == 20.0 and config.interval < 30
+    assert load_config(write(tmp_path, {**GOOD, "keep_alive": "41s"}), {}).keep_alive.seconds == 41.0
+    assert load_config(write(tmp_path, {**GOOD, "keep_alive": "1m", "interval": 29.5}), {}).interval == 29.5
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {**GOOD, "keep_alive": "1m", "interval": 30}), {})
+    assert info.value.field == "keep_alive" and "(60s)" in str(info.value)
 
 
 @pytest.mark.parametrize(
