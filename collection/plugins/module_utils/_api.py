@@ -165,3 +165,13 @@ class OllamaClient:
         start = time.monotonic()
         answer = self.request("POST", "/api/generate", payload, timeout=timeout)
         return answer, time.monotonic() - start
+
+
+def client_for(module):
+    """The client for a module's shared connection options (connection_argspec); fails the module, naming the URL
+    and what is wrong with it, before any request is sent."""
+    params = module.params
+    try:
+        return OllamaClient(params["url"], params["timeout"], params["validate_certs"], params["headers"])
+    except OllamaError as exc:
+        module.fail_json(msg=str(exc))

@@ -126,8 +126,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.keepwarm.ollama.plugins.module_utils._api import (
-    OllamaClient,
     OllamaError,
+    client_for,
     connection_argspec,
 )
 from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import (
@@ -231,13 +231,7 @@ def _diff_view(entry, action=None, body=None):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        client = OllamaClient(
-            module.params["url"], module.params["timeout"], module.params["validate_certs"], module.params["headers"]
-        )
-    except OllamaError as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**run(module, client))
+    module.exit_json(**run(module, client_for(module)))
 
 
 if __name__ == "__main__":
