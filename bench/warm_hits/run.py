@@ -11,9 +11,10 @@ Setups (every emulator runs with OLLAMA_MAX_LOADED_MODELS=1 and OLLAMA_EMULATOR_
   env        OLLAMA_KEEP_ALIVE=-1 only
   article    OLLAMA_KEEP_ALIVE=-1 + bench/article_heartbeat.py as written (empty prompt, top-level num_ctx 1 which
              Ollama ignores, a POST every 240 emulated s: its INTERVAL is 240/scale real seconds)
-  once       OLLAMA_KEEP_ALIVE=-1 + keepwarm's agent `once` fired by a simulated timer every 60 emulated s (the
-             agent's default interval); the timer calls the agent's CLI entry point in-process so Python start-up
-             (~0.3 s real = 6 emulated s at scale 20) does not stretch the emulated timing
+  once       OLLAMA_KEEP_ALIVE=-1 + keepwarm's agent `once` fired by a simulated timer every ONCE_INTERVAL emulated
+             seconds (the agent's default interval, read from heartbeat_agent/_config.py DEFAULTS: 20 s); the timer
+             calls the agent's CLI entry point in-process so Python start-up (~0.3 s real = 6 emulated s at scale 20)
+             does not stretch the emulated timing
   watch      OLLAMA_KEEP_ALIVE=-1 + keepwarm's agent `watch` as a process, --poll 5/scale (its default 5 s, scaled)
 
 The workload client (one per setup, real HTTP, sequential) sends each request at its emulated time; see workload.py.
@@ -47,17 +48,20 @@ ARTICLE = ROOT / "bench" / "article_heartbeat.py"
 import analysis  # noqa: E402  (sibling module: the script's folder is sys.path[0])
 import workload  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from heartbeat_agent._config import DEFAULTS as AGENT_DEFAULTS  # noqa: E402
+
 SETUPS = ["defaults", "env", "article", "once", "watch"]
+ARTICLE_INTERVAL = 240.0  # emulated seconds (the article's INTERVAL)
+ONCE_INTERVAL = float(AGENT_DEFAULTS["interval"])  # emulated seconds: the agent's default timer interval
+WATCH_POLL = float(AGENT_DEFAULTS["poll"])  # emulated seconds: the agent's default watch poll
 LABELS = {
     "defaults": "(a) server defaults",
     "env": "(b) OLLAMA_KEEP_ALIVE=-1 only",
     "article": "(c) -1 + article heartbeat (240 s)",
-    "once": "(d) -1 + keepwarm `once`, timer 60 s",
-    "watch": "(e) -1 + keepwarm `watch`, poll 5 s",
+    "once": f"(d) -1 + keepwarm `once`, timer {ONCE_INTERVAL:g} s",
+    "watch": f"(e) -1 + keepwarm `watch`, poll {WATCH_POLL:g} s",
 }
-ARTICLE_INTERVAL = 240.0  # emulated seconds (the article's INTERVAL)
-ONCE_INTERVAL = 60.0  # emulated seconds (heartbeat_agent/_config.py DEFAULTS["interval"])
-WATCH_POLL = 5.0  # emulated seconds (heartbeat_agent/_config.py DEFAULTS["poll"])
 LEAD_IN = 1.5  # real seconds between starting a setup's heartbeat process and t0 (the start of the measured run)
 
 
@@ -152,8 +156,7 @@ class Heartbeat:
             self.thread.start()
 
     def _timer(self) -> None:
-        """A systemd timer (OnActiveSec=0, OnUnitActiveSec=60s) starting the oneshot `ollama-heartbeat once`."""
-        sys.path.insert(0, str(ROOT))
+        """A systemd timer (OnActiveSec=0, OnUnitActiveSec=ONCE_INTERVAL) starting the oneshot agent `once`."""
         from heartbeat_agent._cli import main as agent_main  # logs to sys.stdout: the worker's log file
 
         period = ONCE_INTERVAL / self.scale
