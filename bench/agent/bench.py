@@ -10,7 +10,8 @@ Measures:
 2. the article's script (bench/article_heartbeat.py, a resident urllib loop): CPU per beat and RSS over time
    (/proc/PID/stat and /proc/PID/status sampled while it runs);
 3. the exposure window (an unload until the model is warm again) for `watch` (measured end to end at its default
-   5 s poll) and for `once` at its default 60 s timer interval (measured beat latency + the timer phase);
+   5 s poll) and for `once` at its default timer interval
+   (heartbeat_agent._config.DEFAULTS; measured beat latency + the timer phase);
 4. cold starts caused by the heartbeat itself when the workload runs with num_ctx 8192 (the article's beat omits
    options, so each beat reloads the model and the workload's next request reloads it back).
 """
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from heartbeat_agent import classify  # noqa: E402
+from heartbeat_agent._config import DEFAULTS  # noqa: E402
 from tests.conftest import Emulator  # noqa: E402
 
 PYTHONS = {
@@ -258,6 +260,8 @@ def main() -> int:
     reloads = bench_reloads(2 if smoke else 10)
 
     lat = statistics.mean(latency)
+    interval = float(DEFAULTS["interval"])  # the agent's own default: one place for it
+    beats = 3600 / interval
     lines = [
         "# Heartbeat agent vs the article's heartbeat script",
         "",
@@ -294,9 +298,9 @@ def main() -> int:
         "",
         "Per beat the article is cheaper in CPU (its interpreter is already running), but it holds its RSS all the "
         "time; `once` holds its peak RSS only for its wall time (about "
-        f"{statistics.median(r['wall'] for r in steady):.2f} s per 60 s interval) and is gone between beats. Per hour "
-        f"at their default intervals: `once` {60 * statistics.median(r['cpu'] for r in steady):.1f} s CPU "
-        f"(60 beats, Python 3.11), the article {15 * article['cpu_per_beat']:.3f} s CPU (15 beats) plus "
+        f"{statistics.median(r['wall'] for r in steady):.2f} s per {interval:g} s interval) and is gone between beats. "
+        f"Per hour at their default intervals: `once` {beats * statistics.median(r['cpu'] for r in steady):.1f} s CPU "
+        f"({beats:g} beats, Python 3.11), the article {15 * article['cpu_per_beat']:.3f} s CPU (15 beats) plus "
         f"{article['rss_median'] / 1024:.1f} MiB resident.",
         "",
         "## 3. Exposure window: an unload until the model is warm (pinned) again",
@@ -306,13 +310,14 @@ def main() -> int:
         f"| `watch` (poll {watch_poll:g} s{', scale 60' if smoke else ', time scale 1'}) | {len(watch)} unloads at "
         f"random phases: {', '.join(f'{w:.2f}' for w in watch)} s | {statistics.mean(watch):.2f} s | "
         f"{max(watch):.2f} s |",
-        f"| `once` at the default 60 s timer | beat latency {', '.join(f'{x:.2f}' for x in latency)} s "
-        f"(process + ps + cold load) | 30 + {lat:.2f} = {30 + lat:.1f} s | 60 + {max(latency):.2f} = "
-        f"{60 + max(latency):.1f} s |",
+        f"| `once` at the default {interval:g} s timer | beat latency {', '.join(f'{x:.2f}' for x in latency)} s "
+        f"(process + ps + cold load) | {interval / 2:g} + {lat:.2f} = {interval / 2 + lat:.1f} s | {interval:g} + "
+        f"{max(latency):.2f} = {interval + max(latency):.1f} s |",
         f"| article, 240 s blind POST | (same cold load) | 120 + load ≈ {120 + lat:.0f} s | 240 + load ≈ "
         f"{240 + max(latency):.0f} s |",
         "",
-        "`once` exposure = the timer's phase (uniform over the 60 s interval: mean 30 s, worst 60 s) + the measured "
+        f"`once` exposure = the timer's phase (uniform over the {interval:g} s interval: mean {interval / 2:g} s, "
+        f"worst {interval:g} s) + the measured "
         "latency of one beat. `watch` is measured end to end. The cold load itself (2.79 s here, minutes for a 70B "
         "model) is a cold start no heartbeat can prevent once the model is gone. The article's 5 s timeout aborts any "
         "load longer than 5 s (upstream cancels a load whose client disconnects), so for a big model its exposure is "
