@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +84,17 @@ def _http(url: str, body: Optional[dict] = None, method: Optional[str] = None, t
         return resp.status, resp.headers, json.loads(raw) if raw and is_json else raw
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM a child (the emulator unloads its runners on it), SIGKILL after 10 s; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class EmulatorProc:
     def __init__(self, env: Dict[str, str], log_path: Path):
         self.port = _free_port()
@@ -106,13 +116,7 @@ class EmulatorProc:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
 
 
@@ -173,13 +177,8 @@ class Heartbeat:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(30)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.log.close()
 
 
