@@ -34,7 +34,8 @@ def free_port() -> int:
 class Emulator:
     """A running `ollama serve` emulator. `url` is its base URL; `events()` reads /emulator/events."""
 
-    def __init__(self, env: dict[str, str], python: str = sys.executable):
+    def __init__(self, env: dict[str, str], python: str = sys.executable, log=None, start_timeout: float = 15):
+        """`log`: a binary file for the emulator's output (default: a pipe, read only if start-up fails)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
@@ -44,10 +45,10 @@ class Emulator:
         self.proc = subprocess.Popen(
             [python, str(EMULATOR), "serve"],
             env=full_env,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if log is None else log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + start_timeout
         while True:
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=1) as r:

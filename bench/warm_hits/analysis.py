@@ -14,32 +14,15 @@ Rules (documented in bench/README.md):
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Tuple
+
+# One rule each, shared with the agent: Go RFC 3339 timestamps and Ollama's model-name matching.
+# (run.py puts the repository root on sys.path before importing this module.)
+from heartbeat_agent._config import normalize_name
+from heartbeat_agent._expiry import parse_expires_at
 
 WARM_THRESHOLD = 1.0  # emulated seconds
 TOLERANCE = 0.5  # emulated seconds (clock mapping between the bench and the emulator: a few ms real)
-
-_TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
-
-
-def parse_rfc3339_ns(text: str) -> int:
-    """Go RFC 3339 (nanoseconds, `Z` or an offset) to Unix nanoseconds; years beyond 9999 are not needed here."""
-    import calendar
-
-    m = _TS.match(text.strip())
-    if not m:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    y, mo, d, h, mi, s, frac, zone = m.groups()
-    secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        secs -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return secs * 1_000_000_000 + int((frac or "").ljust(9, "0"))
-
-
-def normalize(name: str) -> str:
-    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
 
 
 def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List[bool]) -> Dict[str, Any]:
@@ -47,8 +30,8 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
     reqs = raw["requests"]
     events = []
     for ev in raw["events"]:
-        t = (parse_rfc3339_ns(ev["time"]) - t0) / 1e9
-        e = dict(ev, t=t, model=normalize(ev["model"]))
+        t = (parse_expires_at(ev["time"]) - t0) / 1e9
+        e = dict(ev, t=t, model=normalize_name(ev["model"]))
         if ev["event"] in ("load", "reload"):
             e["start"] = t - float(ev.get("load_duration") or 0.0)
         events.append(e)
@@ -58,7 +41,10 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
     for e in loads:
         e["by"] = "heartbeat"
         for r in reqs:
-            if normalize(r["model"]) == e["model"] and r["send"] - TOLERANCE <= e["start"] <= r["recv"] + TOLERANCE:
+            if (
+                normalize_name(r["model"]) == e["model"]
+                and r["send"] - TOLERANCE <= e["start"] <= r["recv"] + TOLERANCE
+            ):
                 e["by"] = "workload"
                 break
 
@@ -71,7 +57,7 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
             continue
         r["cold"] = r["load_duration"] >= WARM_THRESHOLD
         event_cold = any(
-            e["model"] == normalize(r["model"])
+            e["model"] == normalize_name(r["model"])
             and e["start"] < r["recv"] + TOLERANCE
             and e["t"] > r["send"] - TOLERANCE
             for e in loads
@@ -80,7 +66,7 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
             checks += 1
         served.append(r)
 
-    pinned_reqs = [r for r in served if normalize(r["model"]) == pinned]
+    pinned_reqs = [r for r in served if normalize_name(r["model"]) == pinned]
     prot_reqs = [r for r in served if r["protectable"]]
     cold = [r for r in served if r["cold"]]
 
@@ -124,7 +110,7 @@ def analyse(raw: Dict[str, Any], pinned: str, duration: float, protectable: List
         "protectable": len(prot_reqs),
         "protectable_warm": sum(1 for r in prot_reqs if not r["cold"]),
         "cold_seconds": sum(r["load_duration"] for r in cold),
-        "pinned_cold_seconds": sum(r["load_duration"] for r in cold if normalize(r["model"]) == pinned),
+        "pinned_cold_seconds": sum(r["load_duration"] for r in cold if normalize_name(r["model"]) == pinned),
         "heartbeat_loads": sum(1 for e in hb_loads if e["event"] == "load" and e["model"] == pinned),
         "heartbeat_reloads": sum(1 for e in hb_loads if e["event"] == "reload"),
         "heartbeat_other_loads": sum(1 for e in hb_loads if e["model"] != pinned),

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -41,14 +40,15 @@ from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-EMULATOR = ROOT / "lab" / "ollama_emulator.py"
 ARTICLE = ROOT / "bench" / "article_heartbeat.py"
 
+sys.path.insert(0, str(ROOT))
 import analysis  # noqa: E402  (sibling module: the script's folder is sys.path[0])
 import workload  # noqa: E402
 
-sys.path.insert(0, str(ROOT))
 from heartbeat_agent._config import DEFAULTS as AGENT_DEFAULTS  # noqa: E402
+from heartbeat_agent._expiry import parse_expires_at  # noqa: E402
+from tests.conftest import Emulator  # noqa: E402
 
 SETUPS = ["defaults", "env", "article", "once", "watch"]
 ARTICLE_INTERVAL = 240.0  # emulated seconds (the article's INTERVAL)
@@ -67,12 +67,6 @@ LEAD_IN = 1.5  # real seconds between starting a setup's heartbeat process and t
 # ------------------------------------------------------------------------------------------------------------
 # worker: one setup
 # ------------------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _http(url: str, body: Optional[dict] = None, method: Optional[str] = None, timeout: float = 60.0):
@@ -95,31 +89,6 @@ def terminate(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-class EmulatorProc:
-    def __init__(self, env: Dict[str, str], log_path: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-        full.update(env, OLLAMA_HOST=f"127.0.0.1:{self.port}")
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, str(EMULATOR), "serve"], env=full, stdout=self.log,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                _http(self.url + "/", timeout=1)
-                return
-            except (OSError, ValueError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"emulator did not start on {self.url}, see {log_path}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        terminate(self.proc)
-        self.log.close()
-
-
 def _calibrate(url: str) -> tuple[int, float]:
     """(emulated ns, local monotonic) at the same instant, from the X-Ollama-Emulator-Now header; best of 5."""
     best = None
@@ -127,7 +96,7 @@ def _calibrate(url: str) -> tuple[int, float]:
         a = time.monotonic()
         _, headers, _ = _http(url + "/api/version")
         b = time.monotonic()
-        now = analysis.parse_rfc3339_ns(headers["X-Ollama-Emulator-Now"])
+        now = parse_expires_at(headers["X-Ollama-Emulator-Now"])
         if best is None or b - a < best[0]:
             best = (b - a, now, (a + b) / 2)
     return best[1], best[2]
@@ -193,7 +162,8 @@ def run_setup(setup: str, scale: float, duration: float, seed: int, workdir: Pat
     if setup != "defaults":
         env["OLLAMA_KEEP_ALIVE"] = "-1"
     reqs = workload.generate(seed, duration)
-    emu = EmulatorProc(env, workdir / f"{setup}-emulator.log")
+    emu_log = open(workdir / f"{setup}-emulator.log", "wb")  # noqa: SIM115 - closed after emu.stop()
+    emu = Emulator(env, log=emu_log, start_timeout=20)
     try:
         emu_ns, mono = _calibrate(emu.url)
         t0 = time.monotonic() + LEAD_IN
@@ -222,6 +192,7 @@ def run_setup(setup: str, scale: float, duration: float, seed: int, workdir: Pat
         _, _, ev = _http(emu.url + "/emulator/events")
     finally:
         emu.stop()
+        emu_log.close()
     return {
         "setup": setup,
         "scale": scale,
