@@ -184,6 +184,11 @@ def test_metrics_file_and_counters_persist(pinned_emu, cli, tmp_path):
         pinned_emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})
         assert cli(*args).code == 0
     pinned_emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": "5m"})
+    # The client's "5m" reaches /api/ps only when its runner goes idle (sched.go processCompleted runs after the
+    # response is sent): let it land before the beat, or the beat may still see the pin and rightly do nothing.
+    deadline = time.monotonic() + 5
+    while pinned_emu.ps()[0]["expires_at"] > "2200" and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert cli(*args).code == 0
     text = prom.read_text()
     assert 'keepwarm_cold_loads_total{model="llama3.2:latest"} 2\n' in text
