@@ -37,7 +37,9 @@ DEFAULT_MODELS = ["llama3.2"]
 READY_TIMEOUT = float(os.environ.get("KEEPWARM_LAB_READY_TIMEOUT", "90"))
 STOP_TIMEOUT = 15.0
 LOCK_FILE = "/run/keepwarm-lab.lock"
-EMULATOR = Path(os.environ.get("KEEPWARM_LAB_EMULATOR", Path(__file__).resolve().parent / "ollama_emulator.py"))
+# /usr/local/bin/ollama on every host: by default the lab.emulator package built into one zipapp at `up` time
+# (lab/emulator/build.py); KEEPWARM_LAB_EMULATOR names a ready-made executable to install instead.
+EMULATOR = os.environ.get("KEEPWARM_LAB_EMULATOR") or None
 
 
 def lab_dir() -> Path:
@@ -392,9 +394,16 @@ def _cleanup_host(paths: Paths, name: str) -> None:
 
 
 def _emulator_bytes() -> bytes:
-    if not EMULATOR.is_file():
-        raise errors.LabError(f"the Ollama emulator is missing: {EMULATOR} (it is installed as /usr/local/bin/ollama)")
-    data = EMULATOR.read_bytes()
+    if EMULATOR is None:
+        from lab.emulator import build  # noqa: PLC0415 - only `up` needs it
+
+        return build.zipapp_bytes()
+    path = Path(EMULATOR)
+    if not path.is_file():
+        raise errors.LabError(
+            f"the Ollama emulator is missing: {path} (KEEPWARM_LAB_EMULATOR; it is installed as /usr/local/bin/ollama)"
+        )
+    data = path.read_bytes()
     if not data.startswith(b"#!"):
         # An executable needs an interpreter line; the hosts' python3 is /usr/bin/python3.
         data = b"#!/usr/bin/python3\n" + data

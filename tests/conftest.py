@@ -1,7 +1,8 @@
 """Shared fixtures: a real emulator process on loopback, one per test that asks for it.
 
-The emulator is `lab/ollama_emulator.py`, the same file the lab installs as /usr/local/bin/ollama.
-Tests talk to it over real HTTP; nothing here fakes a response.
+The emulator is the `lab.emulator` package, started as `python -m lab.emulator serve` from this checkout (the lab
+installs the same package as the /usr/local/bin/ollama zipapp built by lab/emulator/build.py). Tests talk to it
+over real HTTP; nothing here fakes a response.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EMULATOR = ROOT / "lab" / "ollama_emulator.py"
+# The `ollama` command from this checkout; run it with env=emulator_env(...) (PYTHONPATH at the repo).
+EMULATOR_CMD = ["-m", "lab.emulator"]
 DATA = Path(__file__).resolve().parent / "data"
 
 # The lab fleet fixture (`lab_hosts`) lives with the lab so that the lab owns its own lifecycle.
@@ -31,19 +33,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def emulator_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment for `python -m lab.emulator ...`: ours without OLLAMA_*, the repo first on PYTHONPATH."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    full_env.update(env)
+    return full_env
+
+
 class Emulator:
     """A running `ollama serve` emulator. `url` is its base URL; `events()` reads /emulator/events."""
 
-    def __init__(self, env: dict[str, str], python: str = sys.executable, log=None, start_timeout: float = 15):
-        """`log`: a binary file for the emulator's output (default: a pipe, read only if start-up fails)."""
+    def __init__(  # noqa: PLR0913, PLR0917
+        self,
+        env: dict[str, str],
+        python: str = sys.executable,
+        log=None,
+        start_timeout: float = 15,
+        command: list[str] | None = None,
+    ):
+        """`python -m lab.emulator serve` with `python` (any 3.9+); `command` replaces `-m lab.emulator`, e.g. the
+        path of a zipapp built by lab/emulator/build.py. `log`: a binary file for the emulator's output (default: a
+        pipe, read only if start-up fails)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-        full_env.update({"OLLAMA_HOST": f"127.0.0.1:{self.port}"})
-        full_env.update(env)
-        self.env = full_env
+        full_env = emulator_env({"OLLAMA_HOST": f"127.0.0.1:{self.port}", **env})
+        self.env = full_env  # also right for `[python, *EMULATOR_CMD, "ps"]` against this server
         self.proc = subprocess.Popen(
-            [python, str(EMULATOR), "serve"],
+            [python, *(EMULATOR_CMD if command is None else command), "serve"],
             env=full_env,
             stdout=subprocess.PIPE if log is None else log,
             stderr=subprocess.STDOUT,

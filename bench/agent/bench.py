@@ -265,7 +265,7 @@ def main() -> int:
     lines = [
         "# Heartbeat agent vs the article's heartbeat script",
         "",
-        f"Machine: {machine()}. Emulator: lab/ollama_emulator.py (llama3.2, ~2.8 GB: cold load 2.79 s emulated).",
+        f"Machine: {machine()}. Emulator: lab.emulator (llama3.2, ~2.8 GB: cold load 2.79 s emulated).",
         f"Command: `/work/venv/bin/python bench/agent/bench.py{' --smoke' if smoke else ''}`; "
         f"zipapp `{PYZ.relative_to(ROOT)}` built by tools/build_zipapp.py, run as `python -I ollama-heartbeat.pyz`.",
         "",

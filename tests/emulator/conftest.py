@@ -1,6 +1,6 @@
 """Helpers for the emulator's own tests: raw HTTP calls that keep status codes, and the emulator module itself.
 
-Every test talks real HTTP to a real `lab/ollama_emulator.py serve` process on loopback (the shared
+Every test talks real HTTP to a real `python -m lab.emulator serve` process on loopback (the shared
 `emulator_factory` fixture from tests/conftest.py, or `start_emulator` below when a test needs another Python or a
 module-scoped server). Rules are cited as "§<section> <upstream file/function>" of /work/shared/ollama-behaviour.md.
 """
@@ -17,34 +17,19 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-EMULATOR_PATH = ROOT / "lab" / "ollama_emulator.py"
 
 # tests/conftest.py is loaded by pytest as a plugin; load a private copy only to reuse its Emulator class.
 _spec = importlib.util.spec_from_file_location("_keepwarm_shared_conftest", ROOT / "tests" / "conftest.py")
 _shared = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_shared)
 Emulator = _shared.Emulator
+EMULATOR_CMD = _shared.EMULATOR_CMD  # [python, *EMULATOR_CMD, ...] with env=emu.env runs the `ollama` CLI
 
 # Fast loads at scale 1: emulated time equals real time, a 2.8 GB load takes 2.8 ms.
 FAST = {"OLLAMA_EMULATOR_LOAD_BPS": "1e12"}
 MAX_INT64 = 2**63 - 1
 NS = 10**9
-
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("ollama_emulator_under_test", EMULATOR_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def emu_mod():
-    """lab/ollama_emulator.py imported as a module (for its pure helpers)."""
-    return load_module()
 
 
 def start_emulator(python: str = sys.executable, **env: str) -> Emulator:

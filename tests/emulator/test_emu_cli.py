@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from .conftest import EMULATOR_PATH, FAST, MAX_INT64, NS, call
+from lab.emulator import cli, gotime
+
+from .conftest import EMULATOR_CMD, FAST, MAX_INT64, NS, call
 
 S, M, H, D = NS, 60 * NS, 3600 * NS, 86400 * NS
 
@@ -38,9 +40,9 @@ HUMAN_DURATION = [
 
 
 @pytest.mark.parametrize(("ns", "text"), HUMAN_DURATION, ids=[t for _, t in HUMAN_DURATION])
-def test_human_duration(emu_mod, ns, text):
+def test_human_duration(ns, text):
     """§4 format/time.go HumanDuration (int truncation, hours rounded half away from zero)."""
-    assert emu_mod.human_duration(ns) == text
+    assert cli.human_duration(ns) == text
 
 
 HUMAN_BYTES = [
@@ -58,9 +60,9 @@ HUMAN_BYTES = [
 
 
 @pytest.mark.parametrize(("b", "text"), HUMAN_BYTES, ids=[t for _, t in HUMAN_BYTES])
-def test_human_bytes(emu_mod, b, text):
+def test_human_bytes(b, text):
     """§4 format/bytes.go HumanBytes: decimal units; >= 10 integer, non-integer below 10 one decimal."""
-    assert emu_mod.human_bytes(b) == text
+    assert cli.human_bytes(b) == text
 
 
 PROCESSOR = [
@@ -75,9 +77,9 @@ PROCESSOR = [
 
 
 @pytest.mark.parametrize(("size", "vram", "text", "rule"), PROCESSOR, ids=[r[3] for r in PROCESSOR])
-def test_processor_column(emu_mod, size, vram, text, rule):
+def test_processor_column(size, vram, text, rule):
     """§4 PROCESSOR rules, checked in order."""
-    assert emu_mod.processor_text(size, vram) == text, rule
+    assert cli.processor_text(size, vram) == text, rule
 
 
 NOW = "2026-08-15T12:00:00Z"
@@ -94,31 +96,31 @@ UNTIL = [
 
 
 @pytest.mark.parametrize(("expires", "text", "rule"), UNTIL, ids=[r[2] for r in UNTIL])
-def test_until_column(emu_mod, expires, text, rule):
+def test_until_column(expires, text, rule):
     """§4 UNTIL rules, checked in order."""
-    assert emu_mod.until_text(expires, emu_mod.parse_go_time(NOW)) == text, rule
+    assert cli.until_text(expires, gotime.parse_go_time(NOW)) == text, rule
 
 
-def test_ps_table_layout(emu_mod):
+def test_ps_table_layout():
     """§4 columns NAME ID SIZE PROCESSOR CONTEXT UNTIL; ID is digest[:12]; an argument filters by name prefix."""
-    now = emu_mod.parse_go_time(NOW)
+    now = gotime.parse_go_time(NOW)
     models = [
         {"name": "llama3.2:latest", "digest": "a80c4f17acd5" + "0" * 52, "size": 2789155237,
-         "size_vram": 2789155237, "context_length": 4096, "expires_at": emu_mod.go_time(now + MAX_INT64)},
+         "size_vram": 2789155237, "context_length": 4096, "expires_at": gotime.go_time(now + MAX_INT64)},
         {"name": "qwen2.5:7b", "digest": "845dbda0ea48" + "0" * 52, "size": 10**10, "size_vram": 5 * 10**9,
          "context_length": 8192, "expires_at": "2026-08-15T12:04:59.9Z"},
     ]  # fmt: skip
-    assert emu_mod.ps_table(models, now).splitlines() == [
+    assert cli.ps_table(models, now).splitlines() == [
         "NAME               ID              SIZE      PROCESSOR          CONTEXT    UNTIL",
         "llama3.2:latest    a80c4f17acd5    2.8 GB    100% GPU           4096       Forever",
         "qwen2.5:7b         845dbda0ea48    10 GB     50%/50% CPU/GPU    8192       4 minutes from now",
     ]
-    assert len(emu_mod.ps_table(models, now, prefix="qwen").splitlines()) == 2
+    assert len(cli.ps_table(models, now, prefix="qwen").splitlines()) == 2
 
 
 def run_cli(emu, *args, env_extra=None):
     return subprocess.run(
-        [sys.executable, str(EMULATOR_PATH), *args],
+        [sys.executable, *EMULATOR_CMD, *args],
         env=dict(emu.env, **(env_extra or {})),
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
 """Bad input never crashes or hangs the server; it serves 200 concurrent /api/ps; resident memory stays small;
-the file runs on the oldest supported Python (3.9)."""
+the zipapp the lab installs runs on the oldest supported Python (3.9)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import random
 import socket
 import subprocess
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from .conftest import EMULATOR_PATH, FAST, call, load, ps, start_emulator
+from lab.emulator import build
+
+from .conftest import EMULATOR_CMD, FAST, Emulator, call, load, ps
 
 ENDPOINTS = ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show", "/api/pull"]
 VALID = [
@@ -136,18 +139,35 @@ def test_200_concurrent_ps_and_memory(emulator_factory):
 
 
 @pytest.mark.parametrize("version", ["3.9.18", "3.13.0"])
-def test_runs_on_target_pythons(version):
-    """Lab hosts run the file with their system python3: prove 3.9 (oldest supported) and 3.13 work end to end."""
+def test_runs_on_target_pythons(version, tmp_path):
+    """Lab hosts run /usr/local/bin/ollama (the zipapp from lab/emulator/build.py) with their system python3: prove
+    3.9 (oldest supported) and 3.13 run the zipapp's server and the checkout's `python -m lab.emulator ps`."""
     python = f"/root/.pyenv/versions/{version}/bin/python{version.rsplit('.', 1)[0]}"
-    emu = start_emulator(python=python, OLLAMA_KEEP_ALIVE="-1", OLLAMA_MAX_LOADED_MODELS="1", **FAST)
+    app = build.build(tmp_path / "ollama")
+    emu = Emulator(
+        {"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_MAX_LOADED_MODELS": "1", **FAST}, python=python, command=[str(app)]
+    )
     try:
         load(emu, "llama3.2")
         assert call(emu, "POST", "/api/generate", {"model": "llama3.2", "prompt": "x", "stream": False}).status == 200
-        out = subprocess.run(
-            [python, str(EMULATOR_PATH), "ps"], env=emu.env, capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-        assert out.splitlines()[1].split()[-1] == "Forever"
+        for argv in ([python, *EMULATOR_CMD, "ps"], [python, str(app), "ps"]):
+            out = subprocess.run(argv, env=emu.env, capture_output=True, text=True, timeout=30, check=True).stdout
+            assert out.splitlines()[1].split()[-1] == "Forever", argv
         emu.proc.terminate()
         assert emu.proc.wait(10) == 0
     finally:
         emu.stop()
+
+
+def test_zipapp_is_reproducible_and_self_contained(tmp_path):
+    """The lab installs one executable: two builds give the same bytes, it starts with a shebang, and it holds only
+    the package's modules (stdlib only: nothing outside `emulator/` but the zip's __main__.py)."""
+    a, b = build.build(tmp_path / "a"), build.build(tmp_path / "b")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    assert a.stat().st_mode & 0o777 == 0o755
+    with zipfile.ZipFile(a) as zf:
+        names = zf.namelist()
+    assert names[0] == "__main__.py"
+    assert {"emulator/api.py", "emulator/scheduler.py", "emulator/cli.py", "emulator/server.py"} <= set(names)
+    assert all(n == "__main__.py" or n.startswith("emulator/") and n.endswith(".py") for n in names), names

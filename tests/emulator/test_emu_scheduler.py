@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from lab.emulator import cli, gotime
+
 from .conftest import (
     FAST,
     MAX_INT64,
@@ -145,7 +147,7 @@ def test_every_request_restarts_the_full_timer(emulator_factory):
 
 
 # ---- §3 expires_at while a request runs ----------------------------------------------------------------------------
-def test_stale_expires_at_during_request(emulator_factory, emu_mod):
+def test_stale_expires_at_during_request(emulator_factory):
     """§3 item 3 (sched.go useLoadedRunner): the timer stops but expiresAt stays as it was; it can pass while the
     model is busy (CLI: Stopping...), the model is NOT unloaded, and a new keep_alive shows only after the request."""
     emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_TOKEN_RATE="0.3", **FAST)
@@ -159,7 +161,7 @@ def test_stale_expires_at_during_request(emulator_factory, emu_mod):
     models, now = ps(emu)
     assert [m["name"] for m in models] == ["llama3.2:latest"], "busy runner must not expire"
     assert models[0]["expires_at"] == old, "expires_at is stale during the request"
-    assert emu_mod.until_text(models[0]["expires_at"], now) == "Stopping..."
+    assert cli.until_text(models[0]["expires_at"], now) == "Stopping..."
     s.join(30)
     assert s.lines[-1]["done"] is True and s.lines[-1]["done_reason"] == "stop"
     _approx(session_left(emu, "llama3.2:latest"), FOREVER, "§3 item 3: keep_alive -1 visible after the request")
@@ -298,7 +300,7 @@ def test_big_context_forces_eviction(emulator_factory, options, expected, rule):
     [("llama3.1:70b", {}), ("llama3.2", {"num_ctx": 131072})],
     ids=["70b-weights", "llama3.2-131072-ctx"],
 )
-def test_partial_offload_when_alone(emulator_factory, emu_mod, model, options):
+def test_partial_offload_when_alone(emulator_factory, model, options):
     """§6: a model loaded alone may be split between GPU and CPU (size_vram < size)."""
     emu = emulator_factory(**FAST)
     load(emu, "llama3.2")
@@ -307,7 +309,7 @@ def test_partial_offload_when_alone(emulator_factory, emu_mod, model, options):
     assert len(models) == 1, "it needs the whole GPU: the other model is evicted first"
     m = models[0]
     assert 0 < m["size_vram"] < m["size"]
-    assert re.fullmatch(r"\d+%/\d+% CPU/GPU", emu_mod.processor_text(m["size"], m["size_vram"]))
+    assert re.fullmatch(r"\d+%/\d+% CPU/GPU", cli.processor_text(m["size"], m["size_vram"]))
 
 
 def test_num_parallel_multiplies_kv_cache(emulator_factory):
@@ -441,16 +443,16 @@ def test_forever_timestamp_format(emulator_factory, tz, suffix):
     assert abs(parse_time(exp) - now - MAX_INT64) < 2 * NS
 
 
-def test_go_time_formatting(emu_mod):
+def test_go_time_formatting():
     """§0 MarshalJSON rules on fixed values, including the documented 2318 sample."""
     import datetime
 
-    base = emu_mod.parse_go_time("2026-08-15T12:00:00Z")
+    base = gotime.parse_go_time("2026-08-15T12:00:00Z")
     want = datetime.datetime(2026, 8, 15, 12) + datetime.timedelta(seconds=MAX_INT64 // NS)
-    assert emu_mod.go_time(base + MAX_INT64, utc=True) == want.strftime("%Y-%m-%dT%H:%M:%S") + ".854775807Z"
-    assert emu_mod.go_time(0, utc=True) == "1970-01-01T00:00:00Z"
-    assert emu_mod.go_time(1_500_000_000, utc=True) == "1970-01-01T00:00:01.5Z"
-    assert emu_mod.go_time(1_000_000_010, utc=True) == "1970-01-01T00:00:01.00000001Z"
+    assert gotime.go_time(base + MAX_INT64, utc=True) == want.strftime("%Y-%m-%dT%H:%M:%S") + ".854775807Z"
+    assert gotime.go_time(0, utc=True) == "1970-01-01T00:00:00Z"
+    assert gotime.go_time(1_500_000_000, utc=True) == "1970-01-01T00:00:01.5Z"
+    assert gotime.go_time(1_000_000_010, utc=True) == "1970-01-01T00:00:01.00000001Z"
 
 
 # ---- §1 OLLAMA_MAX_LOADED_MODELS parse -------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_not_root_is_refused_with_the_fix(command):
     copy = Path(tempfile.mkdtemp(prefix="kwlab-errors-"))
     try:
         copy.chmod(0o755)
-        shutil.copytree(REPO / "lab", copy / "lab", ignore=shutil.ignore_patterns("__pycache__", "ollama_emulator.py"))
+        shutil.copytree(REPO / "lab", copy / "lab", ignore=shutil.ignore_patterns("__pycache__"))
         proc = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-m", "lab", *command],
             cwd=copy,

@@ -63,7 +63,7 @@ KNOWN_VARIABLES = {
     "OLLAMA_SCHED_SPREAD": "bool",
     "OLLAMA_TMPDIR": "any",
     "OLLAMA_VULKAN": "bool",
-    # keepwarm's emulator (lab/ollama_emulator.py), not upstream
+    # keepwarm's emulator (the lab/emulator package), not upstream
     "OLLAMA_EMULATOR_TIME_SCALE": "any",
     "OLLAMA_EMULATOR_CATALOG": "any",
     "OLLAMA_EMULATOR_VRAM": "uint",

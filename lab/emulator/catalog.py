@@ -1,0 +1,191 @@
+"""The model catalogue (what /api/tags lists) and model-name parsing (types/model ParseName)."""
+
+import hashlib
+import threading
+
+from .gotime import NS, parse_go_time
+
+# --------------------------------------------------------------------------------------------------------------
+# Model catalogue
+# --------------------------------------------------------------------------------------------------------------
+
+DAY_NS = 86400 * NS
+# kv_bytes_per_token = 2 (K and V) x layers x kv_heads x head_dim x 2 bytes (f16), from each model's GGUF metadata.
+DEFAULT_CATALOG = [
+    {
+        "name": "llama3.2:latest",
+        "aliases": ["llama3.2:3b"],  # same blob: one runner (sched.go schedulerModelKey)
+        "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+        "size": 2019393189,
+        "family": "llama",
+        "parameter_size": "3.2B",
+        "quantization_level": "Q4_K_M",
+        "context_length": 131072,
+        "embedding_length": 3072,
+        "block_count": 28,
+        "kv_bytes_per_token": 114688,
+        "capabilities": ["completion", "tools"],
+        "age_days": 20,
+    },
+    {
+        "name": "llama3:latest",
+        "digest": "365c0bd3c000a25d28ddbf732fe1c6add414de7275464c4e4d1c3b5fcb5d8ad1",
+        "size": 4661224676,
+        "family": "llama",
+        "parameter_size": "8.0B",
+        "quantization_level": "Q4_0",
+        "context_length": 8192,
+        "embedding_length": 4096,
+        "block_count": 32,
+        "kv_bytes_per_token": 131072,
+        "capabilities": ["completion"],
+        "age_days": 90,
+    },
+    {
+        "name": "qwen2.5:7b",
+        "digest": "845dbda0ea48ed749caafd9e6037047aa19acfcfd82e704d7ca97d631a0b697e",
+        "size": 4683087332,
+        "family": "qwen2",
+        "parameter_size": "7.6B",
+        "quantization_level": "Q4_K_M",
+        "context_length": 32768,
+        "embedding_length": 3584,
+        "block_count": 28,
+        "kv_bytes_per_token": 57344,
+        "capabilities": ["completion", "tools"],
+        "age_days": 45,
+    },
+    {
+        "name": "nomic-embed-text:latest",
+        "digest": "0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f",
+        "size": 274302450,
+        "family": "nomic-bert",
+        "parameter_size": "137M",
+        "quantization_level": "F16",
+        "context_length": 2048,
+        "embedding_length": 768,
+        "block_count": 12,
+        "kv_bytes_per_token": 36864,
+        "capabilities": ["embedding"],
+        "parameters": {"num_ctx": 8192},
+        "age_days": 60,
+    },
+    {
+        "name": "llama3.1:70b",
+        "digest": "711a9e8463af04a2c9b3aaa6ae4c38e0c8a4d86e0e6e0d3d0d7c7e2b5b6f1a9c",
+        "size": 42520413916,
+        "family": "llama",
+        "parameter_size": "70.6B",
+        "quantization_level": "Q4_K_M",
+        "context_length": 131072,
+        "embedding_length": 8192,
+        "block_count": 80,
+        "kv_bytes_per_token": 327680,
+        "capabilities": ["completion", "tools"],
+        "age_days": 10,
+    },
+]
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def parse_name(s):
+    """types/model ParseName + DisplayShortest: `llama3.2` -> `llama3.2:latest`, default host/namespace dropped.
+    Returns None for an invalid name."""
+    if not isinstance(s, str) or not s or "@" in s:
+        s = s.split("@", 1)[0] if isinstance(s, str) else s
+        if not s:
+            return None
+    name, tag = s, "latest"
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    parts = name.split("/")
+    if len(parts) > 3 or not tag:
+        return None
+    host, ns = "registry.ollama.ai", "library"
+    if len(parts) == 3:
+        host, ns, model = parts
+    elif len(parts) == 2:
+        ns, model = parts
+    else:
+        model = parts[0]
+    for part in (ns, model, tag):
+        if not part or not set(part) <= _NAME_CHARS or not part[0].isalnum():
+            return None
+    if len(tag) > 80 or len(model) > 80:
+        return None
+    if host == "registry.ollama.ai":
+        if ns == "library":
+            return "%s:%s" % (model, tag)
+        return "%s/%s:%s" % (ns, model, tag)
+    return "%s/%s/%s:%s" % (host, ns, model, tag)
+
+
+class Model:
+    def __init__(self, d, now_ns):
+        self.name = d["name"]
+        self.digest = d.get("digest") or hashlib.sha256(self.name.encode()).hexdigest()
+        self.size = int(d.get("size", 1_000_000_000))
+        self.family = d.get("family", "llama")
+        self.families = d.get("families", [self.family])
+        self.format = d.get("format", "gguf")
+        self.parameter_size = d.get("parameter_size", "1B")
+        self.quantization_level = d.get("quantization_level", "Q4_K_M")
+        self.context_length = int(d.get("context_length", 8192))
+        self.embedding_length = int(d.get("embedding_length", 2048))
+        self.block_count = int(d.get("block_count", 32))
+        self.kv_bytes_per_token = int(d.get("kv_bytes_per_token", 131072))
+        self.overhead = int(d.get("graph_overhead", 300_000_000))
+        self.capabilities = list(d.get("capabilities", ["completion"]))
+        self.parameters = dict(d.get("parameters", {}))
+        if "modified_at" in d:
+            self.modified_ns = parse_go_time(d["modified_at"])
+        else:
+            self.modified_ns = now_ns - int(float(d.get("age_days", 1)) * DAY_NS)
+        self.path = "/usr/share/ollama/.ollama/models/blobs/sha256-" + self.digest  # runner key (blob path)
+
+    def details(self):
+        return {
+            "parent_model": "",
+            "format": self.format,
+            "family": self.family,
+            "families": self.families,
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.quantization_level,
+        }
+
+
+class Catalog:
+    def __init__(self, entries, now_ns):
+        self.models = {}
+        for d in entries:
+            m = Model(d, now_ns)
+            key = parse_name(m.name)
+            if key is None:
+                raise ValueError("invalid model name in catalogue: %r" % m.name)
+            m.name = key
+            self.models[key.lower()] = (key, m)
+            for alias in d.get("aliases", []):
+                akey = parse_name(alias)
+                if akey:
+                    self.models[akey.lower()] = (akey, m)
+        self.lock = threading.Lock()
+
+    def get(self, name):
+        """Returns (display_name, Model) or (None, None)."""
+        key = parse_name(name)
+        if key is None:
+            return None, None
+        with self.lock:
+            hit = self.models.get(key.lower())
+        return hit if hit else (key, None)
+
+    def entries(self):
+        with self.lock:
+            return list(self.models.values())
+
+    def delete(self, name):
+        key = parse_name(name)
+        with self.lock:
+            return key is not None and self.models.pop(key.lower(), None) is not None
