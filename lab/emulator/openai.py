@@ -33,6 +33,7 @@ import base64
 import json
 import random
 import struct
+from urllib.parse import unquote
 
 from .gotime import NS, parse_go_time
 from .jsonbind import BindError, _json_kind, _Pairs, _Walk, decode_json_body
@@ -779,6 +780,18 @@ ROUTES = {
 MODEL_PREFIX = "/v1/models/"  # GET /v1/models/:model (one path segment)
 
 
+def methods(path):
+    """The methods of a /v1 route (routes.go GenerateRoutes), or None for a path that is not one. The `:model`
+    parameter is one non-empty segment of the decoded path (gin matches URL.Path), so `a%2Fb` is no match."""
+    if path in ROUTES:
+        return (ROUTES[path],)
+    if path.startswith(MODEL_PREFIX):
+        model = unquote(path[len(MODEL_PREFIX) :])
+        if model and "/" not in model:
+            return ("GET",)
+    return None
+
+
 class Translation:
     """What the HTTP module needs: the native path to run, its request body, and the writer for its output."""
 
@@ -794,7 +807,7 @@ def translate(path, raw):
     if path == "/v1/models":
         return Translation("/api/tags", b"", ListWriter())
     if path.startswith(MODEL_PREFIX):
-        model = path[len(MODEL_PREFIX) :]
+        model = unquote(path[len(MODEL_PREFIX) :])
         return Translation("/api/show", go_json({"name": model}), RetrieveWriter(model))
     schema, convert, native_path = {
         "/v1/chat/completions": (CHAT_REQUEST, from_chat_request, "/api/chat"),
