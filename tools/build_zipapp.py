@@ -3,7 +3,9 @@
 
     python tools/build_zipapp.py --out dist/ollama-heartbeat.pyz
 
-The zip holds `heartbeat_agent/` from this checkout plus httpx and its pure-Python dependencies, pinned to the
+The zip holds `heartbeat_agent/` from this checkout, the rulebook files it shares with the Ansible modules (copied
+byte for byte from `collection/plugins/module_utils/` into `heartbeat_agent/_vendored/`, the names listed in
+`heartbeat_agent/_rules.py` RULE_MODULES), plus httpx and its pure-Python dependencies, pinned to the
 newest releases that still support Python 3.9 (GPU fleets run RHEL 9 / Debian 11 system Pythons; the newest anyio
 is a SyntaxError on 3.9 and the newest idna fails on 3.8: /work/shared/packaging-notes.md). Wheels are fetched once
 with `pip download --only-binary=:all: --python-version 3.9 --no-deps`, checked against the sha256 below, and
@@ -21,6 +23,7 @@ no directory entries, no __pycache__/.pyc, fixed shebang. Same sources and wheel
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import os
 import subprocess
@@ -32,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL_DIR = ROOT / "build" / "wheels"
 PACKAGE = ROOT / "heartbeat_agent"
+RULEBOOK_DIR = ROOT / "collection" / "plugins" / "module_utils"
+VENDORED_INIT = b'"""keepwarm rulebook: collection/plugins/module_utils files copied by tools/build_zipapp.py."""\n'
 SHEBANG = b"#!/usr/bin/env python3\n"
 DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -99,6 +104,28 @@ def fetch_wheels(wheel_dir: Path, pins: list[tuple[str, str, str, str]]) -> list
     return paths
 
 
+def rule_modules() -> tuple[str, ...]:
+    """RULE_MODULES from heartbeat_agent/_rules.py, read without importing the package."""
+    tree = ast.parse((PACKAGE / "_rules.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RULE_MODULES" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                return value
+    raise SystemExit("build_zipapp: heartbeat_agent/_rules.py has no RULE_MODULES tuple")
+
+
+def rulebook_files() -> dict[str, bytes]:
+    """The shared rule modules, as heartbeat_agent/_vendored/<name>.py entries."""
+    files = {"heartbeat_agent/_vendored/__init__.py": VENDORED_INIT}
+    for stem in rule_modules():
+        path = RULEBOOK_DIR / f"{stem}.py"
+        if not path.is_file():
+            raise SystemExit(f"build_zipapp: rulebook module {path} is missing")
+        files[f"heartbeat_agent/_vendored/{stem}.py"] = path.read_bytes()
+    return files
+
+
 def collect(wheels: list[Path]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for wheel in wheels:
@@ -112,6 +139,7 @@ def collect(wheels: list[Path]) -> dict[str, bytes]:
     for path in sorted(PACKAGE.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed"):
             files["heartbeat_agent/" + path.relative_to(PACKAGE).as_posix()] = path.read_bytes()
+    files.update(rulebook_files())
     files["__main__.py"] = MAIN
     return files
 

@@ -47,11 +47,11 @@ def test_offsets_name_the_same_instant():
     assert parse_expires_at("2318-11-11T05:17:16.854775807+05:30") == utc
 
 
-def test_twenty_year_boundary_is_strict():
-    # 7300 days exactly is not "more than 20 years"; one nanosecond more is.
+def test_forever_boundary_is_humantime():
+    # format/time.go humanTime: int(hours)/24/365 < -20, i.e. at least 21 x 365 days (183,960 h) ahead.
     day_ns = 86400 * 10**9
-    assert classify("2026-08-15T12:00:00Z", NOW_NS - 7300 * day_ns).state == "timed"
-    assert classify("2026-08-15T12:00:00Z", NOW_NS - 7300 * day_ns - 1).state == "forever"
+    assert classify("2026-08-15T12:00:00Z", NOW_NS - 7665 * day_ns + 1).state == "timed"
+    assert classify("2026-08-15T12:00:00Z", NOW_NS - 7665 * day_ns).state == "forever"
 
 
 @pytest.mark.parametrize("index", range(len(TABLE["responses"])))

@@ -2,9 +2,24 @@
 # Copyright (c) keepwarm maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# Private module_utils of keepwarm.ollama: Ollama's duration rules, written once.
+# Private module_utils of keepwarm.ollama: Ollama's duration rules and the limits of what it reads, written once.
 # Not a public API; import it as
 # ansible_collections.keepwarm.ollama.plugins.module_utils._duration
+#
+# RULEBOOK MODULE: standard library only, no imports of other module_utils. The heartbeat agent loads this same
+# file (heartbeat_agent/_rules.py; its zipapp vendors a copy).
+# Stable API (keep these names and signatures):
+#   class DurationError(ValueError)
+#   MAX_INT64, MIN_INT64, FOREVER_NS, SECOND, DEFAULT_KEEP_ALIVE_NS, MAX_UINT64
+#   parse_go_duration(s) -> int ns                      time.ParseDuration; raises DurationError (Go's text)
+#   parse_env_keep_alive(raw) -> (ns, ignored)          envconfig KeepAlive()/LoadTimeout() parse, incl. int64 wrap
+#   parse_json_keep_alive(value) -> ns or None          api/types.go Duration.UnmarshalJSON, incl. the amd64 overflow
+#   request_keep_alive(value) -> JSON value             what to send; raises DurationError for values Ollama rejects
+#                                                        or turns into something else (overflow, < 1 ns)
+#   validate_env_keep_alive(value, name=...) -> str      what to write for OLLAMA_KEEP_ALIVE / OLLAMA_LOAD_TIMEOUT
+#   validate_env_uint(value, name, bits=64) -> str       what to write for a strconv.ParseUint variable
+#   keep_alive_is_forever(json_value) -> bool
+#   format_duration(ns) -> str;  keep_alive_report(raw) -> dict
 
 """Go duration parsing as Ollama uses it, plus keepwarm's strict validators.
 
@@ -22,9 +37,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 
 MAX_INT64 = (1 << 63) - 1
+MIN_INT64 = -(1 << 63)
+MAX_UINT64 = (1 << 64) - 1
 FOREVER_NS = MAX_INT64
 NANOSECOND = 1
 MICROSECOND = 1000
@@ -200,13 +218,46 @@ def parse_json_keep_alive(value):
     if isinstance(value, bool):
         raise DurationError("Unsupported type: 'bool'")
     if isinstance(value, (int, float)):
-        if value < 0:
+        # encoding/json decodes every number as float64; then time.Duration(t * float64(time.Second))
+        t = float(value)
+        if t < 0:
             return FOREVER_NS
-        return int(value * SECOND)
+        product = t * float(SECOND)
+        if product >= float(1 << 63):
+            # the float64 -> int64 conversion overflows: implementation-defined in Go; amd64 (CVTTSD2SI) gives
+            # the minimum int64, a negative duration, so the model unloads when the request ends
+            return MIN_INT64
+        return int(product)
     if isinstance(value, str):
         ns = parse_go_duration(value)
         return FOREVER_NS if ns < 0 else ns
     raise DurationError("Unsupported type: '%s'" % type(value).__name__)
+
+
+# The smallest number of seconds a request keep_alive cannot carry: float64(t) * 1e9 >= 2**63.
+JSON_OVERFLOW_SECONDS = 9223372037
+
+
+def _transformed_request(value, ns):
+    """Why a request keep_alive that the API accepts does not mean what it says (None when it does)."""
+    if ns == MIN_INT64:
+        return (
+            "keep_alive=%r refused: %s seconds or more overflow Ollama's int64 nanoseconds (api/types.go "
+            "Duration.UnmarshalJSON); on amd64 the result is the minimum int64, so the model would unload as soon "
+            "as the request ends; use -1 for forever" % (value, "{:,}".format(JSON_OVERFLOW_SECONDS))
+        )
+    if ns == 0 and value not in (0, "0") and _nonzero(value):
+        return (
+            "keep_alive=%r refused: it is less than one nanosecond, which Ollama truncates to 0 and so unloads the "
+            "model after the request" % (value,)
+        )
+    return None
+
+
+def _nonzero(value):
+    if isinstance(value, (int, float)):
+        return value != 0
+    return any(ch in "123456789" for ch in value.split("e")[0])
 
 
 def format_duration(ns):
@@ -230,6 +281,32 @@ def format_duration(ns):
     return out
 
 
+def _why_env_int(s):
+    """Why an integer OLLAMA_KEEP_ALIVE/OLLAMA_LOAD_TIMEOUT is not read as that many seconds (None when it is)."""
+    if not _DECIMAL_INT.match(s):
+        return None
+    n = int(s)
+    if n > MAX_INT64 or n < MIN_INT64:
+        return (
+            "it is out of strconv.ParseInt's int64 range, so Ollama silently uses the 5m default "
+            "(envconfig/config.go KeepAlive, LoadTimeout)"
+        )
+    ns = n * SECOND
+    if ns > MAX_INT64 or ns < MIN_INT64:
+        return (
+            "time.Duration(n) * time.Second overflows int64 and wraps around to %s (envconfig/config.go KeepAlive, "
+            "LoadTimeout); the largest whole number of seconds is %d; use -1 for forever"
+            % (_describe_ns(_wrap_int64(ns)), MAX_INT64 // SECOND)
+        )
+    return None
+
+
+def _describe_ns(ns):
+    if ns < 0:
+        return "a negative duration (%d ns)" % ns
+    return format_duration(ns)
+
+
 def _why_env(s):
     """Explain why Ollama would not accept a non-empty OLLAMA_KEEP_ALIVE string (None when it would)."""
     try:
@@ -237,8 +314,8 @@ def _why_env(s):
         return None
     except DurationError as exc:
         go_error = str(exc)
-    if _go_parse_int64(s) is not None:
-        return None
+    if _DECIMAL_INT.match(s):
+        return _why_env_int(s)
     reasons = []
     if re.search(r"[0-9]d$|[0-9]w$", s):
         reasons.append("Go durations have no day or week unit (use hours, e.g. 24h)")
@@ -263,7 +340,13 @@ def validate_env_keep_alive(value, name="OLLAMA_KEEP_ALIVE"):
         raise DurationError(
             "%s=%r refused: a boolean is not a duration (Ollama would silently use the 5m default)" % (name, value)
         )
+    if isinstance(value, float) and math.isfinite(value):
+        if value == int(value):
+            value = int(value)
     if isinstance(value, int):
+        why = _why_env_int(str(value))
+        if why:
+            raise DurationError("%s=%r refused: %s" % (name, value, why))
         return str(value)
     if isinstance(value, float):
         if value == int(value):
@@ -284,9 +367,34 @@ def validate_env_keep_alive(value, name="OLLAMA_KEEP_ALIVE"):
             % (name, value)
         )
     why = _why_env(value)
+    if why and _DECIMAL_INT.match(value):
+        raise DurationError("%s=%r refused: %s" % (name, value, why))
     if why:
         raise DurationError("%s=%r refused: %s; Ollama would silently use the 5m default" % (name, value, why))
     return value
+
+
+def validate_env_uint(value, name, bits=64):
+    """keepwarm's check of a variable Ollama reads with ``strconv.ParseUint(s, 10, 64)`` (envconfig/config.go
+    ``Uint``, ``Uint64``); returns the string to write. Anything ParseUint rejects (a sign, ``0x``, ``_``, a
+    value above 18446744073709551615) makes Ollama log "invalid environment variable, using default".
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DurationError(
+            "%s=%r refused: expected a whole number >= 0 (Ollama reads it with strconv.ParseUint)" % (name, value)
+        )
+    text = str(value)
+    if not re.match(r"^[0-9]+$", text):
+        raise DurationError(
+            "%s=%r refused: not a whole number >= 0; Ollama's ParseUint rejects it, logs "
+            "'invalid environment variable' and uses its default (envconfig/config.go Uint)" % (name, value)
+        )
+    if int(text) > (1 << bits) - 1:
+        raise DurationError(
+            "%s=%r refused: above %d, the largest value strconv.ParseUint reads; Ollama logs 'invalid environment "
+            "variable' and uses its default (envconfig/config.go Uint)" % (name, value, (1 << bits) - 1)
+        )
+    return text
 
 
 def request_keep_alive(value):
@@ -300,14 +408,22 @@ def request_keep_alive(value):
     if isinstance(value, bool):
         raise DurationError("keep_alive=%r refused: a boolean is not a duration (upstream: Unsupported type)" % value)
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise DurationError("keep_alive=%r refused: not a finite number (JSON cannot carry it)" % (value,))
+        why = _transformed_request(value, parse_json_keep_alive(value))
+        if why:
+            raise DurationError(why)
         return value
     if not isinstance(value, str):
         raise DurationError("keep_alive=%r refused: expected a number of seconds or a duration string" % (value,))
     n = _go_parse_int64(value)
     if n is not None:
+        why = _transformed_request(value, parse_json_keep_alive(n))
+        if why:
+            raise DurationError(why)
         return n
     try:
-        parse_go_duration(value)
+        ns = parse_go_duration(value)
     except DurationError as exc:
         raise DurationError(
             "keep_alive=%r refused: Ollama answers it with 400 (%s)%s"
@@ -317,6 +433,9 @@ def request_keep_alive(value):
                 "; Go durations have no day unit, use hours (e.g. 24h)" if value.endswith("d") else "",
             )
         ) from None
+    why = _transformed_request(value, ns)
+    if why:
+        raise DurationError(why)
     return value
 
 

@@ -4,6 +4,16 @@
 #
 # Private module_utils of keepwarm.ollama: /api/ps expires_at parsing and the one classification.
 # Import as ansible_collections.keepwarm.ollama.plugins.module_utils._expires
+#
+# RULEBOOK MODULE: standard library only, no imports of other module_utils. The heartbeat agent loads this same
+# file (heartbeat_agent/_rules.py; its zipapp vendors a copy), so both classify expires_at by this one rule.
+# Stable API (keep these names and signatures):
+#   FOREVER, TIMED, STOPPING                      the three states (str)
+#   NS_PER_SECOND, ZERO_TIME_NS, FOREVER_THRESHOLD_NS
+#   class ExpiresAtError(ValueError)
+#   parse_expires_at(value) -> int                ns since the Unix epoch; raises ExpiresAtError
+#   now_ns() -> int
+#   classify(expires_at, now=None) -> dict        {"state", "seconds_left", "epoch", "epoch_ns"}
 
 """Parse ``expires_at`` as Ollama sends it and classify it as forever, timed or stopping.
 
@@ -28,9 +38,10 @@ _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 NS_PER_SECOND = 1000000000
 # Go's zero time.Time, 0001-01-01T00:00:00Z, as nanoseconds since the Unix epoch.
 ZERO_TIME_NS = (datetime.date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86400 * NS_PER_SECOND
-# cmd/cmd.go ListRunningHandler prints "Forever" when the expiry is at least ~20 years ahead; keepwarm uses
-# "more than 7300 days" (a pinned model reports now + MaxInt64 ns, i.e. a year near 2318).
-FOREVER_THRESHOLD_NS = 7300 * 86400 * NS_PER_SECOND
+# format/time.go humanTime prints "Forever" when int(delta.Hours())/24/365 < -20 with delta = now - expires_at and Go's
+# integer division truncating toward zero: that holds exactly when expires_at is at least 183,960 hours
+# (21 x 365 days = 7665 days) ahead. A pinned model reports now + MaxInt64 ns, a year near 2318.
+FOREVER_THRESHOLD_NS = 21 * 365 * 24 * 3600 * NS_PER_SECOND
 
 FOREVER = "forever"
 TIMED = "timed"
@@ -76,24 +87,24 @@ def now_ns():
 def classify(expires_at, now=None):
     """The one classification used everywhere in keepwarm.
 
-    * ``forever``: more than 7300 days (20 years) ahead, or Go's zero time ``0001-01-01T00:00:00Z``;
-      ``seconds_left`` is None.
+    * ``forever``: at least 7665 days (21 x 365, upstream format/time.go ``humanTime``) ahead, or Go's zero time
+      ``0001-01-01T00:00:00Z`` (cited by guides; upstream never sends it in /api/ps); ``seconds_left`` is None.
     * ``stopping``: not after ``now`` (server/sched.go: an explicit unload sets ``expiresAt = now``; a busy
       runner keeps a stale value); ``seconds_left`` is 0.0.
     * ``timed``: otherwise, with ``seconds_left`` as a float.
 
     ``now`` is integer nanoseconds since the epoch (default: the current time). Returns a dict with
-    ``state``, ``seconds_left`` and ``epoch`` (the instant in float seconds).
+    ``state``, ``seconds_left``, ``epoch`` (the instant in float seconds) and ``epoch_ns`` (integer ns).
     """
     ns = parse_expires_at(expires_at)
     if now is None:
         now = now_ns()
     epoch = ns / float(NS_PER_SECOND)
     if ns == ZERO_TIME_NS:
-        return {"state": FOREVER, "seconds_left": None, "epoch": epoch}
+        return {"state": FOREVER, "seconds_left": None, "epoch": epoch, "epoch_ns": ns}
     delta = ns - now
     if delta <= 0:
-        return {"state": STOPPING, "seconds_left": 0.0, "epoch": epoch}
-    if delta > FOREVER_THRESHOLD_NS:
-        return {"state": FOREVER, "seconds_left": None, "epoch": epoch}
-    return {"state": TIMED, "seconds_left": delta / float(NS_PER_SECOND), "epoch": epoch}
+        return {"state": STOPPING, "seconds_left": 0.0, "epoch": epoch, "epoch_ns": ns}
+    if delta >= FOREVER_THRESHOLD_NS:
+        return {"state": FOREVER, "seconds_left": None, "epoch": epoch, "epoch_ns": ns}
+    return {"state": TIMED, "seconds_left": delta / float(NS_PER_SECOND), "epoch": epoch, "epoch_ns": ns}

@@ -36,6 +36,7 @@ import re
 from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import (
     DurationError,
     validate_env_keep_alive,
+    validate_env_uint,
 )
 
 # envconfig/config.go AsMap() and the accessors next to it; value kinds drive validation.
@@ -137,16 +138,10 @@ def validate_variable(name, value):
         except DurationError as exc:
             raise UnitValueError(str(exc)) from None
     elif kind == "uint":
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise UnitValueError(
-                "%s=%r refused: expected a whole number >= 0 (Ollama reads it with strconv.ParseUint)" % (name, value)
-            )
-        text = str(value)
-        if not re.match(r"^[0-9]+$", text):
-            raise UnitValueError(
-                "%s=%r refused: not a whole number >= 0; Ollama's ParseUint rejects it, logs "
-                "'invalid environment variable' and uses its default (envconfig/config.go Uint)" % (name, value)
-            )
+        try:
+            text = validate_env_uint(value, name)
+        except DurationError as exc:
+            raise UnitValueError(str(exc)) from None
     elif kind == "bool":
         text = _as_text(name, value)
         if text not in _GO_BOOLS:

@@ -13,7 +13,7 @@ short_description: Keep a model loaded (pinned) on an Ollama server, or unload i
 version_added: 0.1.0
 description:
   - With O(state=pinned), makes a model loaded and pinned with O(keep_alive) (default C(-1), forever).
-  - Already pinned forever (C(expires_at) more than 20 years ahead in C(GET /api/ps)) means no request at all
+  - Already pinned forever (C(expires_at) at least 21 x 365 days ahead in C(GET /api/ps), the rule C(ollama ps) prints C(Forever) by) means no request at all
     and no change.
   - Loaded but expiring means a re-pin request that carries the runner's own options (C(num_ctx) equal to the
     loaded C(context_length)), so it never forces a reload; explicit O(options) replace them.

@@ -14,8 +14,9 @@ version_added: 0.1.0
 description:
   - Reads C(GET /api/ps) and returns every loaded model with its raw and parsed C(expires_at), its state
     (C(forever), C(timed) or C(stopping)), seconds left, size, VRAM size, GPU fraction and context length.
-  - C(forever) means more than 20 years (7300 days) ahead, the rule C(ollama ps) uses to print C(Forever);
-    a model pinned with C(keep_alive=-1) reports a year near 2318. The zero time C(0001-01-01T00:00:00Z)
+  - C(forever) means at least 21 x 365 days (183,960 hours) ahead, the rule C(ollama ps) uses to print C(Forever)
+    (format/time.go C(humanTime): C(int(hours\)/24/365 < -20)); a model pinned with C(keep_alive=-1) reports a year
+    near 2318. The zero time C(0001-01-01T00:00:00Z)
     also counts as forever.
   - Given O(models), checks them and reports C(missing), C(expiring), C(offloaded) (with O(require_gpu)) and
     C(unexpected) (with O(allow_unlisted=false)) models, then fails with one message per offending model

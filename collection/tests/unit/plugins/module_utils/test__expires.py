@@ -49,13 +49,13 @@ def test_zero_time_is_forever():
     assert classify("0001-01-01T00:00:00Z", NOW_NS)["state"] == "forever"
 
 
-def test_threshold_is_7300_days():
-    day = 86400 * 10**9
-    # exactly 7300 days ahead is not "more than" 7300 days
-    at_limit = classify("2046-08-10T12:00:00Z", NOW_NS)
-    assert (parse_expires_at("2046-08-10T12:00:00Z") - NOW_NS) == 7300 * day
-    assert at_limit["state"] == "timed"
-    assert classify("2046-08-10T12:00:00.000000001Z", NOW_NS)["state"] == "forever"
+def test_threshold_is_humantime_rule():
+    """format/time.go humanTime: Forever when int(hours)/24/365 < -20 (Go integer division), i.e. 183,960 h ahead."""
+    hour = 3600 * 10**9
+    assert classify("2026-08-15T12:00:00Z", NOW_NS - 183960 * hour + 1)["state"] == "timed"
+    assert classify("2026-08-15T12:00:00Z", NOW_NS - 183960 * hour)["state"] == "forever"
+    # the old keepwarm rule (more than 7300 days) called 7301 days forever; ollama ps prints "20 years from now"
+    assert classify("2026-08-15T12:00:00Z", NOW_NS - 7301 * 24 * hour)["state"] == "timed"
 
 
 @pytest.mark.parametrize("value", [None, 5, "2026-02-30T00:00:00Z", "2026-08-15T24:00:00Z", "2026-08-15T12:60:00Z"])
