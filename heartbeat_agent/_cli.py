@@ -1,7 +1,8 @@
 """Command line: `ollama-heartbeat [options] once|watch|status`.
 
 Exit codes: 0 every configured model pinned, 1 a model could not be pinned (or checked), 2 bad configuration,
-3 server unreachable after bounded retries. Expected failures print one `key=value` line, never a traceback.
+3 server unreachable after bounded retries, 130 interrupted (SIGINT), 143 terminated (SIGTERM). Expected failures print
+one `key=value` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Any, Dict, List, Optional, Sequence
 import httpx
 
 from . import __version__
-from ._beat import BeatResult, is_pinned, run_beat
+from ._beat import BeatResult, Keeper, ModelResult, is_pinned
 from ._client import OllamaClient
 from ._config import DEFAULT_CONFIG_PATH, Config, load_config, normalize_name
 from ._exceptions import ConfigError, HeartbeatError
 from ._expiry import FOREVER, STOPPING, classify
 from ._logfmt import Logger
-from ._metrics import State, render_metrics, state_path, write_atomic
+from ._metrics import render_metrics
+from ._notify import Notifier
+from ._state import State, state_path, write_atomic
 
 __all__ = ["main"]
 
@@ -65,6 +68,15 @@ _OPTIONS = [
 ]
 
 
+EXIT_CODES = """exit codes:
+  0    every configured model is pinned (watch: stopped cleanly)
+  1    a model could not be pinned or checked (a failed load, a model not pulled, over capacity, backing off)
+  2    bad configuration or command line (the message names the field and the value)
+  3    the Ollama server was unreachable after bounded retries
+  130  interrupted (SIGINT)
+  143  terminated (SIGTERM, e.g. systemd's TimeoutStartSec=)"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # exit 2 with one key=value line plus usage on stderr
         self.print_usage(sys.stderr)
@@ -72,21 +84,40 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
+_SUB = "sub_"  # options given after the command land in their own names (argparse would overwrite the others)
+
+
+def _common(prefix: str) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    for flags, kwargs in _OPTIONS:
+    for flags, spec in _OPTIONS:
+        kwargs = dict(spec)
+        kwargs["dest"] = prefix + kwargs.get("dest", flags[0].lstrip("-").replace("-", "_"))
         common.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common("")
     parser = _Parser(
         prog="ollama-heartbeat",
         description="Keep Ollama models loaded and pinned (keep_alive -1), repairing only what is wrong.",
         parents=[common],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ollama-heartbeat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="once|watch|status", parser_class=_Parser)
     sub.required = True
-    sub.add_parser("once", parents=[common], help="one beat (for a systemd oneshot started by a timer)")
-    sub.add_parser("watch", parents=[common], help="poll /api/ps every few seconds and repair at once")
-    sub.add_parser("status", parents=[common], help="table of the configured models and what the server says")
+    common = _common(_SUB)
+    extra = {"epilog": EXIT_CODES, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    sub.add_parser("once", parents=[common], help="one beat (for a systemd oneshot started by a timer)", **extra)
+    sub.add_parser(
+        "watch",
+        parents=[common],
+        help="long-running: poll /api/ps every few seconds and repair at once (systemd Type=notify with watchdog)",
+        **extra,
+    )
+    sub.add_parser("status", parents=[common], help="table of the configured models and what the server says", **extra)
     return parser
 
 
@@ -102,14 +133,30 @@ def _keep_alive_flag(text: str) -> Any:
         return text
 
 
+def _merged(ns: argparse.Namespace) -> Dict[str, Any]:
+    """Options before and after the command: a later value wins, --model lists add up (in command-line order)."""
+    values: Dict[str, Any] = {}
+    for key, value in vars(ns).items():
+        if key.startswith(_SUB) or key == "command":
+            continue
+        values[key] = value
+    for sub_key, value in vars(ns).items():
+        if not sub_key.startswith(_SUB):
+            continue
+        key = sub_key[len(_SUB) :]
+        values[key] = values.get(key, []) + value if key == "models" else value
+    return values
+
+
 def _config(ns: argparse.Namespace) -> Config:
+    values = _merged(ns)
     overrides: Dict[str, Any] = {}
     for key in ("url", "request_timeout", "load_timeout", "metrics_path", "interval", "poll", "models"):
-        if key in ns:
-            overrides[key] = getattr(ns, key)
-    if "keep_alive" in ns:
-        overrides["keep_alive"] = _keep_alive_flag(ns.keep_alive)
-    path = getattr(ns, "config", None)
+        if key in values:
+            overrides[key] = values[key]
+    if "keep_alive" in values:
+        overrides["keep_alive"] = _keep_alive_flag(values["keep_alive"])
+    path = values.get("config")
     if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
         path = DEFAULT_CONFIG_PATH
     return load_config(path, overrides)
@@ -130,6 +177,9 @@ def _client(config: Config, retry_budget: Optional[float] = None, transport: Any
 def _write_metrics(config: Config, state: State, result: BeatResult, log: Logger) -> None:
     try:
         state.save()
+    except OSError as exc:
+        log(action="state", result="error", error="write", message=f"{exc.filename or ''}: {exc.strerror or exc}")
+    try:
         if config.metrics_path:
             text = render_metrics([r.observation() for r in result.models], state, result.up, result.exit_code)
             write_atomic(config.metrics_path, text)
@@ -137,23 +187,63 @@ def _write_metrics(config: Config, state: State, result: BeatResult, log: Logger
         log(action="metrics", result="error", error="write", message=f"{exc.filename or ''}: {exc.strerror or exc}")
 
 
-def _once(config: Config, log: Logger, transport: Any = None) -> int:
+def _open_state(config: Config, log: Logger) -> State:
     state = State(state_path(config.metrics_path))
-    with _client(config, transport=transport) as client:
-        result = run_beat(client, config, state, log)
+    if state.warning:
+        log(action="state", result="warning", message=state.warning)
+    return state
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM handler (BaseException: no `except Exception` swallows it)."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
+
+
+def _interrupted(config: Config, state: State, result: BeatResult, log: Logger, name: str) -> int:
+    code = 143 if name == "SIGTERM" else 130
+    # Nothing was observed to the end: the per-model gauges are left out (up=False), the exit code says why.
+    result.exit_code, result.up = code, False
+    log(
+        action="beat",
+        result="error",
+        exit=code,
+        error="terminated",
+        signal=name,
+        message="stopped by a signal before the beat ended; loads in flight are abandoned (Ollama aborts them)",
+    )
+    _write_metrics(config, state, result, log)
+    return code
+
+
+def _once(config: Config, log: Logger, transport: Any = None) -> int:
+    state = _open_state(config, log)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    keeper: Optional[Keeper] = None
+    try:
+        with _client(config, transport=transport) as client:
+            keeper = Keeper(client, config, state, log)
+            result = keeper.beat(wait=True)
+    except (_Terminated, KeyboardInterrupt) as exc:
+        result = BeatResult([ModelResult(m) for m in config.models])
+        return _interrupted(config, state, result, log, "SIGTERM" if isinstance(exc, _Terminated) else "SIGINT")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _write_metrics(config, state, result, log)
     return result.exit_code
 
 
-class _Terminated(Exception):
-    pass
-
-
-def _watch(config: Config, log: Logger, transport: Any = None) -> int:
+def _watch(config: Config, log: Logger, transport: Any = None, notifier: Optional[Notifier] = None) -> int:
     """Poll /api/ps every `poll` seconds (one cheap GET while all is well) and repair at once.
 
-    SIGTERM or SIGINT end the loop cleanly with exit 0: between polls at once, during a request by abandoning it.
+    Loads and re-pins run in worker threads, so polling (and the systemd watchdog ping) goes on while a model loads
+    for minutes. SIGTERM or SIGINT end the loop cleanly with exit 0: between polls at once, during a request by
+    abandoning it; loads in flight are abandoned (Ollama aborts a load whose client disconnects). Under systemd
+    (`Type=notify`) it sends READY=1 after the first poll, WATCHDOG=1 after every poll and STOPPING=1 at the end.
     """
+    notify = notifier if notifier is not None else Notifier()
     stop = threading.Event()
     busy = [False]
     received: List[str] = []
@@ -165,27 +255,57 @@ def _watch(config: Config, log: Logger, transport: Any = None) -> int:
             raise _Terminated()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    state = State(state_path(config.metrics_path))
-    log(action="watch", result="started", poll=config.poll, models=",".join(m.key for m in config.models))
+    state = _open_state(config, log)
+    log(
+        action="watch",
+        result="started",
+        poll=config.poll,
+        models=",".join(m.key for m in config.models),
+        watchdog=notify.watchdog_seconds,
+    )
     last_exit: Optional[int] = None
+    ready = False
+    result: Optional[BeatResult] = None
+    inflight = 0
+    keeper: Optional[Keeper] = None
     try:
         # Retries must end before the next poll is due, but give a restarting server a few seconds.
         with _client(config, retry_budget=max(config.poll, 2.0), transport=transport) as client:
+            keeper = Keeper(client, config, state, log)
             while not stop.is_set():
                 try:
                     busy[0] = True
-                    result = run_beat(client, config, state, log, quiet=last_exit == 0)
+                    result = keeper.beat(wait=False, quiet=last_exit == 0)
                 finally:
                     busy[0] = False
+                inflight = keeper.running
                 last_exit = result.exit_code
                 _write_metrics(config, state, result, log)
+                status = (
+                    f"{sum(1 for r in result.models if r.pinned)}/{len(result.models)} pinned"
+                    + (f", {inflight} loading" if inflight else "")
+                    + ("" if result.up else ", server unreachable")
+                )
+                if not ready:
+                    notify.send(ready=1, status=status)
+                    ready = True
+                else:
+                    notify.send(watchdog=1, status=status)
                 stop.wait(config.poll)
     except _Terminated:
         pass
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    log(action="watch", result="stopped", signal=received[0] if received else None)
+    inflight = keeper.running if keeper is not None else 0
+    notify.send(stopping=1, status="stopping")
+    notify.close()
+    log(
+        action="watch",
+        result="stopped",
+        signal=received[0] if received else None,
+        abandoned=inflight or None,
+    )
     return 0
 
 
@@ -282,6 +402,9 @@ def main(argv: Optional[Sequence[str]] = None, transport: Optional[httpx.BaseTra
         if ns.command == "watch":
             return _watch(config, log, transport)
         return _status(config, log, transport)
+    except KeyboardInterrupt:  # SIGINT outside a beat (status): one line, no traceback
+        log(action=ns.command, result="error", exit=130, error="terminated", signal="SIGINT")
+        return 130
     except HeartbeatError as exc:  # pragma: no cover - every path above reports its own errors
         log(action=ns.command, result="error", exit=exc.exit_code, error=exc.kind, message=str(exc))
         return exc.exit_code

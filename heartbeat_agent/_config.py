@@ -29,6 +29,7 @@ __all__ = [
     "load_config",
     "normalize_name",
     "parse_keep_alive",
+    "redact_url",
 ]
 
 DEFAULT_CONFIG_PATH = "/etc/keepwarm/heartbeat.json"
@@ -140,6 +141,54 @@ def normalize_name(name: str) -> str:
     return "/".join(parts).lower()
 
 
+# Ollama's request options and their JSON types (api/types.go `Options`, `Runner`; `Options.FromMap` answers 500
+# `option "x" must be of type integer` for a wrong type and ignores unknown keys, so a typo would pass silently).
+OPTION_TYPES: Dict[str, str] = {
+    "num_ctx": "integer",
+    "num_batch": "integer",
+    "num_gpu": "integer",
+    "main_gpu": "integer",
+    "use_mmap": "boolean",
+    "num_thread": "integer",
+    "draft_num_predict": "integer",
+    "num_keep": "integer",
+    "seed": "integer",
+    "num_predict": "integer",
+    "top_k": "integer",
+    "top_p": "number",
+    "min_p": "number",
+    "typical_p": "number",
+    "repeat_last_n": "integer",
+    "temperature": "number",
+    "repeat_penalty": "number",
+    "presence_penalty": "number",
+    "frequency_penalty": "number",
+    "stop": "list of strings",
+}
+
+
+def check_option(where: str, key: object, value: object) -> None:
+    """Refuse an option Ollama does not know (a typo like `nmu_batch`) or a value of the wrong JSON type."""
+    kind = OPTION_TYPES.get(key) if isinstance(key, str) else None
+    if kind is None:
+        import difflib  # noqa: PLC0415 - only on this error path (keeps the steady path light)
+
+        close = difflib.get_close_matches(str(key), OPTION_TYPES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(OPTION_TYPES))})"
+        raise ConfigError(f"{where}.{key}", f"unknown Ollama option{hint}")
+    ok = False
+    if kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    if not ok:
+        raise ConfigError(f"{where}.{key}", f"must be {'an' if kind == 'integer' else 'a'} {kind}, got {value!r}")
+
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", re.ASCII)
 
 
@@ -164,19 +213,45 @@ def _model(item: object, index: int) -> ModelSpec:
     name = item.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{field}.name", f"must be a model name like 'llama3.2' or 'qwen2.5:7b', got {name!r}")
-    options = item.get("options") or {}
+    options = item.get("options", {})
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
-        raise ConfigError(f"{field}.options", f"must be an object, got {options!r}")
+        raise ConfigError(f"{field}.options", f"must be an object of Ollama options, got {options!r}")
     for key, value in options.items():
-        if not isinstance(key, str) or not isinstance(value, (bool, int, float, str, list)) or value is None:
-            raise ConfigError(f"{field}.options.{key}", f"must be a scalar or list, got {value!r}")
-    # api/types.go Options.FromMap answers 500 `option "num_ctx" must be of type integer` for a wrong type.
-    for key in ("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "num_predict"):
-        if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int)):
-            raise ConfigError(f"{field}.options.{key}", f"must be an integer, got {options[key]!r}")
+        check_option(f"{field}.options", key, value)
     if "num_ctx" in options and options["num_ctx"] < 1:
         raise ConfigError(f"{field}.options.num_ctx", f"must be positive, got {options['num_ctx']!r}")
     return ModelSpec(name, normalize_name(name), dict(options))
+
+
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` without its credentials (`http://user:pass@h` -> `http://***@h`): they are never logged or reported."""
+    return _USERINFO.sub("***@", url, count=1)
+
+
+def check_url(url: object) -> None:
+    """An http(s) URL with a host, optional port and path (OLLAMA_HOST may carry a path), nothing else.
+
+    The value in errors has its credentials masked: a `user:password@` in the URL is never printed.
+    """
+    shown = redact_url(url) if isinstance(url, str) else repr(url)
+    if not isinstance(url, str):
+        raise ConfigError("url", f"must be an http:// or https:// URL, got {shown}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError("url", f"{shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("url", f"must be an http:// or https:// URL with a host, got {shown!r}")
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise ConfigError("url", f"must not have a query or fragment (the agent appends /api/...): {shown!r}")
+    if any(c.isspace() for c in url):
+        raise ConfigError("url", f"must not contain whitespace: {shown!r}")
 
 
 def build_config(raw: Dict[str, Any]) -> Config:
@@ -187,13 +262,7 @@ def build_config(raw: Dict[str, Any]) -> Config:
     merged = dict(DEFAULTS)
     merged.update(raw)
     url = merged["url"]
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("url", f"must be an http:// or https:// URL with a host, got {url!r}")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError("url", f"has an invalid port: {url!r}") from None
+    check_url(url)
     interval = _number(merged, "interval")
     poll = _number(merged, "poll")
     request_timeout = _number(merged, "request_timeout")

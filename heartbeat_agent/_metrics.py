@@ -7,76 +7,12 @@ metrics file.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
+
+from ._state import REASONS, State, state_path, write_atomic
 
 __all__ = ["REASONS", "State", "render_metrics", "state_path", "write_atomic"]
-
-REASONS = ("expiring", "unloaded", "evicted", "reloaded")
-STATE_FILE = "heartbeat-state.json"
-
-
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def state_path(metrics_path: Optional[str], environ: Optional[Dict[str, str]] = None) -> Optional[str]:
-    env = os.environ if environ is None else environ
-    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if state_dir:
-        return os.path.join(state_dir, STATE_FILE)
-    if metrics_path:
-        return os.path.splitext(metrics_path)[0] + ".state.json"
-    return None
-
-
-class State:
-    """Counters per model (cold loads, repairs by reason), last load seconds, last seen context length."""
-
-    def __init__(self, path: Optional[str]) -> None:
-        self.path = path
-        self.models: Dict[str, Dict[str, Any]] = {}
-        self.last_success: Optional[float] = None
-        if path and os.path.exists(path):
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    data = json.load(fh)
-                self.models = {str(k): dict(v) for k, v in data.get("models", {}).items()}
-                last = data.get("last_success")
-                self.last_success = float(last) if last is not None else None
-            except (OSError, ValueError, TypeError, AttributeError):
-                # A damaged state file must not stop the beat: counters restart (Prometheus handles resets).
-                self.models, self.last_success = {}, None
-
-    def model(self, key: str) -> Dict[str, Any]:
-        entry = self.models.setdefault(key, {})
-        entry.setdefault("cold_loads", 0)
-        repairs = entry.setdefault("repairs", {})
-        for reason in REASONS:
-            repairs.setdefault(reason, 0)
-        return entry
-
-    def save(self) -> None:
-        if self.path:
-            data = {"version": 1, "last_success": self.last_success, "models": self.models}
-            write_atomic(self.path, json.dumps(data, sort_keys=True, indent=1) + "\n", mode=0o600)
 
 
 def _label(value: str) -> str:
@@ -94,7 +30,13 @@ def _num(value: float) -> str:
 def render_metrics(observations: List[Dict[str, Any]], state: State, up: bool, exit_code: int) -> str:
     """Render the textfile. `observations`: per configured model {model, loaded, pinned, expiry_seconds, gpu}."""
     families = [
-        ("keepwarm_model_pinned", "gauge", "1 when the model is loaded and pinned as configured (keep_alive -1).", []),
+        (
+            "keepwarm_model_pinned",
+            "gauge",
+            "1 when /api/ps shows the model loaded with the configured keep_alive (forever for -1; a timed one with "
+            "more than two intervals left); absent while the server is unreachable.",
+            [],
+        ),
         ("keepwarm_model_loaded", "gauge", "1 when /api/ps lists the model.", []),
         (
             "keepwarm_model_expiry_seconds",
@@ -123,6 +65,15 @@ def render_metrics(observations: List[Dict[str, Any]], state: State, up: bool, e
         key = obs["model"]
         lab = f'model="{_label(key)}"'
         entry = state.model(key)
+        if not up:
+            # Not observed (server unreachable): leave the per-model gauges out instead of printing 0s; the
+            # counters and keepwarm_up 0 still say what is known.
+            rows["keepwarm_cold_loads_total"].append(f"keepwarm_cold_loads_total{{{lab}}} {entry['cold_loads']}")
+            for reason in REASONS:
+                rows["keepwarm_repairs_total"].append(
+                    f'keepwarm_repairs_total{{{lab},reason="{reason}"}} {entry["repairs"][reason]}'
+                )
+            continue
         rows["keepwarm_model_pinned"].append(f"keepwarm_model_pinned{{{lab}}} {int(bool(obs['pinned']))}")
         rows["keepwarm_model_loaded"].append(f"keepwarm_model_loaded{{{lab}}} {int(bool(obs['loaded']))}")
         rows["keepwarm_model_expiry_seconds"].append(

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def cli(capsys, monkeypatch, tmp_path):
 
     monkeypatch.setattr(_cli, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.json"))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))  # the agent's default state place
 
     def run(*argv: str, transport=None) -> Run:
         capsys.readouterr()
@@ -77,6 +79,7 @@ def run_subprocess(*argv: str, python: str = sys.executable, env: dict | None = 
     if argv and argv[0].endswith(".pyz"):
         cmd.insert(1, "-I")
     full_env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    full_env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="hb-state-")  # never the user's own state
     full_env.update(env or {})
     proc = subprocess.run(cmd, check=False, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
