@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 LAB_HOSTS ?= 3
 APT_PACKAGES := systemd-container debootstrap openssh-client iproute2 procps util-linux python3-venv python3-dev make git
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# From-checkout development: keepwarm.ollama by FQCN through collections/ (links to collection/ and roles/). Never in
+# ansible.cfg, which AWX and users of the installed artifact read.
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_HOME := /var/lib/keepwarm-lab/ansible-home
 export PATH := $(BIN):$(PATH)
 

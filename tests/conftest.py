@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Ansible runs in tests use keepwarm.ollama from the checkout (collections/ links to collection/ and roles/), as the
+# Makefile and tools/*.sh set it; ansible.cfg names no collections path (AWX and artifact users read it).
+os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / "collections"))
 # The `ollama` command from this checkout; run it with env=emulator_env(...) (PYTHONPATH at the repo).
 EMULATOR_CMD = ["-m", "lab.emulator"]
 DATA = Path(__file__).resolve().parent / "data"

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-$PWD/.venv}
 if [ -x "$VENV/bin/python" ]; then PY="$VENV/bin/python"; export PATH="$VENV/bin:$PATH"; else PY=$(command -v python3); fi
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/collections"  # from-checkout keepwarm.ollama (never in ansible.cfg)
 export ANSIBLE_HOME=${ANSIBLE_HOME:-/var/lib/keepwarm-lab/ansible-home}
 
 smoke=()

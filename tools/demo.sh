@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-$PWD/.venv}
 export PATH="$VENV/bin:$PATH"
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/collections"  # from-checkout keepwarm.ollama (never in ansible.cfg)
 export ANSIBLE_HOME=${ANSIBLE_HOME:-/var/lib/keepwarm-lab/ansible-home}
 hosts=${LAB_HOSTS:-3}
 

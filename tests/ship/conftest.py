@@ -1,9 +1,10 @@
 """Fixtures for the shipping tests: the built artifact, an empty collections path with only that artifact in it,
 and the awx.awx collection (from the `ansible` wheel on PyPI, see awx/install_awx_collection.py).
 
-Everything the artifact tests run uses a minimal ansible.cfg that does NOT name the repository's ./collections
-(whose symlinks would make keepwarm.ollama resolve from the checkout) and an ANSIBLE_COLLECTIONS_PATH holding only
-the installed artifact.
+Everything the artifact tests run uses an ANSIBLE_COLLECTIONS_PATH holding only the installed artifact, never the
+repository's ./collections (whose symlinks make keepwarm.ollama resolve from the checkout; the Makefile and
+tests/conftest.py put it on the path for development). fresh_clone() and awx_collections_path() lay out a job the way
+AWX 24 does.
 """
 
 from __future__ import annotations
@@ -51,6 +52,45 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def fresh_clone(dest: Path) -> Path:
+    """DEST holding what `git clone` of this working tree gives: tracked and new not-ignored files, symlinks kept as
+    links (AWX copies the project with symlinks=True), no dist/, build/ or .venv/ (git-ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, listed):
+        rel = raw.decode()
+        src = ROOT / rel
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree, not committed yet
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, target)
+    return dest
+
+
+def awx_collections_path(project: Path, runner_root: Path, home: Path, ee_collections: Path) -> str:
+    """ANSIBLE_COLLECTIONS_PATH as AWX 24 builds it for a job (awx/main/tasks/jobs.py BaseTask.build_env, path_vars;
+    awx/main/utils/ansible.py read_ansible_config): the job's requirements_collections first, then the project
+    ansible.cfg's `collections_path` if it names one, then the defaults ~/.ansible/collections and the EE's
+    /usr/share/ansible/collections (here HOME and EE_COLLECTIONS stand for the container's)."""
+    import configparser
+
+    paths = [str(home / ".ansible" / "collections"), str(ee_collections)]
+    parser = configparser.ConfigParser()
+    parser.read([project / "ansible.cfg"])
+    configured = parser["defaults"].get("collections_path") if "defaults" in parser else None
+    if configured:
+        paths = [configured, *paths]
+    return os.pathsep.join([str(runner_root / "requirements_collections"), *paths])
 
 
 @pytest.fixture(scope="session")

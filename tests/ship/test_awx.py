@@ -147,3 +147,50 @@ def test_pin_survey_matches_pin_playbook():
     assert spec["pin_models"]["type"] == "multiselect"
     assert set(spec["pin_state"]["choices"]) == {"pinned", "unloaded"}
     assert "['pinned', 'unloaded']" in pin
+
+
+def test_second_run_changes_nothing_by_its_arguments():
+    """Idempotence without an AWX server (none runs here), from the module arguments: awx.awx 24.6.1 looks every
+    object up by name (workflow nodes by `identifier`, create_workflow_nodes) and PATCHes only fields that differ
+    (create_or_update_if_needed); what would change on every run is deleting nodes (destroy_current_nodes, which
+    also sets changed unconditionally), deleting objects, copying, renaming or launching updates."""
+    churn = {"destroy_current_nodes", "destroy_current_schema", "copy_from", "new_name", "update_project"}
+    for task in load_tasks():
+        module = next(k for k in task if k.startswith("awx.awx."))
+        args = task[module]
+        assert not churn & set(args), f"{task['name']}: {sorted(churn & set(args))}"
+        assert args.get("state") == "present", task["name"]
+    workflow = next(t for t in load_tasks() if "awx.awx.workflow_job_template" in t)["awx.awx.workflow_job_template"]
+    identifiers = [n["identifier"] for n in workflow["workflow_nodes"]]
+    assert all(identifiers) and len(identifiers) == len(set(identifiers))
+    for node in workflow["workflow_nodes"]:
+        for linked in node.get("related", {}).values():
+            assert {n["identifier"] for n in linked} <= set(identifiers)
+
+
+def test_module_premises_of_idempotence(awx_collections):
+    """The premises above, in the pinned awx.awx source: nodes are searched by identifier, and only
+    destroy_current_nodes deletes them."""
+    source = (awx_collections / "ansible_collections/awx/awx/plugins/modules/workflow_job_template.py").read_text()
+    assert "search_fields = {'identifier': workflow_node['identifier']}" in source
+    assert source.count("destroy_workflow_nodes(module, response, workflow_job_template_id)") == 1
+    assert "if destroy_current_nodes:\n        destroy_workflow_nodes(" in source
+
+
+def test_fleet_templates_are_sliced_on_the_instance_group():
+    settings = yaml.load((AWX / "vars" / "keepwarm.yml").read_text(), Loader=AnsibleYamlLoader)
+    templates = {t["name"]: t for t in settings["keepwarm_awx_job_templates"]}
+    for name in ("keepwarm: converge", "keepwarm: verify"):
+        assert templates[name]["job_slice_count"] == "{{ keepwarm_awx_job_slice_count }}"
+    assert "job_slice_count" not in templates["keepwarm: pin"]
+    assert int(settings["keepwarm_awx_job_slice_count"]) > 1
+    tasks = {next(k for k in t if k.startswith("awx.awx.")): t for t in load_tasks()}
+    group = tasks["awx.awx.instance_group"]["awx.awx.instance_group"]
+    assert group["name"] == "{{ keepwarm_awx_instance_group }}"
+    job_template = tasks["awx.awx.job_template"]["awx.awx.job_template"]
+    assert job_template["instance_groups"] == ["{{ keepwarm_awx_instance_group }}"]
+    assert job_template["job_slice_count"] == "{{ item.job_slice_count | default(1) }}"
+    # site.yml's serial is a percentage, which applies within each slice: the share of the fleet restarting at
+    # once does not grow with the slice count (README, AWX).
+    site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())[0]
+    assert site["serial"] == "{{ keepwarm_serial | default('25%') }}"

@@ -1,7 +1,11 @@
 """Run keepwarm the way AWX runs a job: ansible-runner's Python API on an AWX-shaped private data directory.
 
-    PDD/project/            the project: playbooks/ and ansible.cfg as in the repository, plus collections/ holding
-                            keepwarm.ollama installed from the built artifact (no checkout symlinks, no roles/)
+    PDD/project/            a fresh copy of the repository's tracked files (its ansible.cfg, its collections/ links
+                            included), as AWX copies the project checkout into the job's directory
+    PDD/requirements_collections   what the project update's `ansible-galaxy collection install -r
+                            collections/requirements.yml` installed (nothing: see test_project_sync.py)
+    EE/usr-share-ansible-collections   the execution environment's collections: the built artifact installed
+    ANSIBLE_COLLECTIONS_PATH       as AWX 24 builds it (conftest.awx_collections_path)
     PDD/inventory/hosts     the lab's inventory (AWX writes the job's inventory here)
     PDD/env/extravars       the "keepwarm: converge" job template's extra_vars from awx/vars/keepwarm.yml
     PDD/env/settings        runner settings (timeouts), PDD/env/envvars the job's environment
@@ -23,7 +27,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 import yaml
-from conftest import ROOT, VENV_BIN, ZIPAPP, run, tool
+from conftest import ROOT, VENV_BIN, ZIPAPP, awx_collections_path, fresh_clone, run, tool
 from test_awx import AnsibleYamlLoader
 
 pytestmark = pytest.mark.lab
@@ -44,29 +48,40 @@ def converge_extra_vars() -> dict:
 
 
 @pytest.fixture(scope="module")
-def private_data_dir(artifact, lab_hosts, tmp_path_factory) -> Path:
+def ee_collections(artifact, tmp_path_factory) -> Path:
+    """The EE's /usr/share/ansible/collections: the built artifact installed with ansible-galaxy."""
+    dest = tmp_path_factory.mktemp("ee") / "usr-share-ansible-collections"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
+    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(dest)], cwd=dest.parent, env=env)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def private_data_dir(ee_collections, lab_hosts, tmp_path_factory) -> Path:
     for host in lab_hosts.hosts:
         lab_hosts.ssh(host, RESET_HOST)
     pdd = tmp_path_factory.mktemp("awx-job")
-    project = pdd / "project"
-    shutil.copytree(ROOT / "playbooks", project / "playbooks")
-    shutil.copyfile(ROOT / "ansible.cfg", project / "ansible.cfg")
-    collections = project / "collections"
-    cfg = project / "ansible.cfg"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(cfg), ANSIBLE_COLLECTIONS_PATH=str(collections), PATH=f"{VENV_BIN}:{env['PATH']}")
-    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(collections)], cwd=project, env=env)
+    project = fresh_clone(pdd / "project")
+    home = pdd / "home"
+    home.mkdir()
+    # The project update (test_project_sync.py runs its command): collections/requirements.yml installs nothing.
+    (pdd / "requirements_collections").mkdir()
     (pdd / "inventory").mkdir()
     shutil.copyfile(lab_hosts.inventory, pdd / "inventory" / "hosts")
     (pdd / "env").mkdir()
     (pdd / "env" / "extravars").write_text(yaml.safe_dump(converge_extra_vars()))
     (pdd / "env" / "settings").write_text(yaml.safe_dump({"idle_timeout": 600, "job_timeout": 1800}))
     envvars = {
-        # What AWX sets for a job: the project's config, collections from the job's collection paths only.
-        "ANSIBLE_CONFIG": str(cfg),
-        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        # What AWX sets for a job: no ANSIBLE_CONFIG (ansible reads ./ansible.cfg in the project, the job's working
+        # directory; set here only because the runner inherits this process's environment, where the Makefile set
+        # it to the repository's), the collections path built from the project's ansible.cfg and the EE's path.
+        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": awx_collections_path(project, pdd, home, ee_collections),
         "ANSIBLE_ROLES_PATH": str(pdd / "requirements_roles"),
+        "ANSIBLE_HOME": str(home / ".ansible"),
         "ANSIBLE_NOCOLOR": "1",
+        "HOME": str(home),
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
     }
     (pdd / "env" / "envvars").write_text(yaml.safe_dump(envvars))
@@ -125,12 +140,24 @@ def test_job_succeeds_without_failed_events(jobs, private_data_dir, lab_hosts, i
     assert str(private_data_dir / "inventory") in command["command"]
 
 
-def test_converge_ran_the_installed_collection(jobs, private_data_dir, lab_hosts, artifact):
-    """keepwarm.ollama came from the artifact, and the agent deployed is the zipapp packaged inside it."""
+def test_converge_ran_the_installed_collection(jobs, private_data_dir, lab_hosts, artifact, ee_collections):
+    """keepwarm.ollama came from the EE's artifact (every role task's path is there, none in the project's
+    collections/ links), and the agent deployed is the zipapp packaged inside it."""
     require_success(jobs, private_data_dir, "converge")
     events = job_events(private_data_dir, "converge")
     roles = {e["event_data"].get("role") for e in events if e["event"] == "runner_on_ok"}
     assert {"keepalive", "heartbeat"} <= roles
+    # Every role task but the implicit argument-spec check (its task_path is the play's `roles:` line).
+    role_tasks = [
+        e["event_data"]
+        for e in events
+        if e["event"] == "playbook_on_task_start"
+        and e["event_data"].get("role")
+        and "validate_argument_spec" not in e["event_data"].get("task_action", "")
+    ]
+    assert role_tasks
+    outside = {d["task_path"] for d in role_tasks if not d["task_path"].startswith(str(ee_collections))}
+    assert not outside, outside
     with tarfile.open(artifact) as tar:
         packaged = tar.extractfile(f"roles/heartbeat/files/{ZIPAPP}").read()
     digest = hashlib.sha256(packaged).hexdigest()

@@ -20,7 +20,7 @@ def context(artifact, tmp_path_factory):
     work = tmp_path_factory.mktemp("ee")
     shutil.copyfile(ROOT / "execution-environment.yml", work / "execution-environment.yml")
     (work / "collections").mkdir()
-    shutil.copyfile(ROOT / "collections" / "requirements.yml", work / "collections" / "requirements.yml")
+    shutil.copyfile(ROOT / "collections" / "ee-requirements.yml", work / "collections" / "ee-requirements.yml")
     (work / "dist").mkdir()
     shutil.copyfile(artifact, work / "dist" / artifact.name)
     proc = run(
