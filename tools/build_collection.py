@@ -8,10 +8,12 @@
 2. The heartbeat agent's zipapp (OUT/ollama-heartbeat.pyz, from `make agent`; built here with
    tools/build_zipapp.py when missing) goes into the assembled `roles/heartbeat/files/`, so a controller that only
    installed the artifact (AWX, an execution environment) deploys the agent without a checkout.
-3. `ansible-galaxy collection build` writes the tarball; the version comes from collection/galaxy.yml only.
-4. The tarball is checked: the four modules, module_utils, both roles (with the zipapp and their READMEs), README.md
-   (and docs/ when collection/docs/ has files), and no tests, molecule, __pycache__, *.pyc or symlinks. Any miss fails
-   the build.
+3. `antsibull-changelog generate` writes CHANGELOG.rst (the release notes) from changelogs/changelog.yaml, the one
+   record of releases (CHANGELOG.rst is never committed, so it cannot drift from it).
+4. `ansible-galaxy collection build` writes the tarball; the version comes from collection/galaxy.yml only.
+5. The tarball is checked: the four modules, module_utils, both roles (with the zipapp and their READMEs), README.md,
+   CHANGELOG.rst with this version's section (and docs/ when collection/docs/ has files), and no tests, molecule,
+   __pycache__, *.pyc or symlinks. Any miss fails the build.
 """
 
 from __future__ import annotations
@@ -83,6 +85,18 @@ def add_zipapp(tree: Path, zipapp: Path) -> Path:
     return target
 
 
+def generate_changelog(tree: Path, version: str) -> Path:
+    """CHANGELOG.rst in the assembled tree from its changelogs/changelog.yaml; it must hold `version`'s section."""
+    subprocess.run([_tool("antsibull-changelog"), "generate"], check=True, cwd=tree)
+    changelog = tree / "CHANGELOG.rst"
+    if f"v{version}\n" not in changelog.read_text():
+        raise SystemExit(
+            f"CHANGELOG.rst has no v{version} section: release it first "
+            f"(antsibull-changelog release --version {version}, collection/changelogs/)"
+        )
+    return changelog
+
+
 def collection_has_docs() -> bool:
     return any(p.is_file() for p in (ROOT / "collection" / "docs").rglob("*"))
 
@@ -112,7 +126,7 @@ def check_members(names: list[str], symlinks: list[str], docs_expected: bool | N
             problems.append(f"role {role} has no README.md")
     if docs_expected and not any(n.startswith("docs/") for n in names):
         problems.append("docs/ missing or empty")
-    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "README.md"):
+    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "README.md", "CHANGELOG.rst"):
         if required not in present:
             problems.append(f"{required} missing")
     for name in names:
@@ -139,6 +153,7 @@ def build(out: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="keepwarm-collection-") as tmp:
         tree = assemble(Path(tmp) / "tree")
         add_zipapp(tree, zipapp)
+        generate_changelog(tree, version)
         built = Path(tmp) / "built"
         built.mkdir()
         subprocess.run(

@@ -61,6 +61,7 @@ def test_check_members_rejects_what_must_not_ship():
         "docs/ missing",
         "role keepalive has no README.md",
         "README.md missing",
+        "CHANGELOG.rst missing",
     ):
         assert expected in text
 
@@ -79,13 +80,15 @@ def test_artifact_carries_the_agent_zipapp(artifact):
         assert command in proc.stdout
 
 
-def test_requirements_and_ee_name_the_built_artifact():
-    """collections/requirements.yml names the artifact by the version in galaxy.yml (the one place it lives)."""
-    reqs = yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text())
+def test_ee_requirements_name_the_built_artifact():
+    """collections/ee-requirements.yml (the EE's, never read by AWX) names the artifact by the version in galaxy.yml
+    (the one place it lives); AWX's collections/requirements.yml installs nothing (test_project_sync.py)."""
+    reqs = yaml.safe_load((ROOT / "collections" / "ee-requirements.yml").read_text())
     names = [c["name"] for c in reqs["collections"]]
-    assert f"dist/keepwarm-ollama-{collection_version()}.tar.gz" in names
+    assert names == [f"dist/keepwarm-ollama-{collection_version()}.tar.gz"]
+    assert yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text()) == {"collections": []}
     ee = yaml.safe_load((ROOT / "execution-environment.yml").read_text())
-    assert ee["dependencies"]["galaxy"] == "collections/requirements.yml"
+    assert ee["dependencies"]["galaxy"] == "collections/ee-requirements.yml"
     assert {"src": "dist/keepwarm-ollama-*.tar.gz", "dest": "dist"} in ee["additional_build_files"]
 
 
