@@ -1,6 +1,9 @@
 """`python -m lab` / `keepwarm-lab`: the local systemd-nspawn fleet.
 
-up [N] [--json]     boot hosts kw-lab-1 … kw-lab-N (default 3); running hosts are kept
+up [N] [--json] [--runtime systemd|docker]
+                    boot hosts kw-lab-1 … kw-lab-N (default 3); running hosts are kept; the hosts this call
+                    creates run Ollama as ollama.service (systemd, default) or as the `ollama` container of a
+                    compose project (docker); `up 3` then `up 4 --runtime docker` is a mixed fleet
 down                remove every process, namespace, interface, mount, overlay and cgroup of the lab
 status [--json]     what really runs (nspawn processes, PID 1, units, SSH); exit 0 all running, 1 some
                     host unhealthy or leftovers found, 3 nothing up
@@ -15,7 +18,7 @@ import json
 import os
 import sys
 
-from lab import errors, fleet
+from lab import dockerhost, errors, fleet
 
 
 def _print_status(st: dict) -> None:
@@ -27,7 +30,12 @@ def _print_status(st: dict) -> None:
         print(
             f"{h['name']:<10} {h['address']:<13} {h['state']:<8} nspawn={h['nspawn_pid'] or '-'} "
             f"pid1={h['pid1'] or '-'}({h['pid1_comm'] or '-'}) multi-user={units.get('multi-user.target', '-')} "
-            f"ollama={units.get('ollama.service', '-')} ssh={'yes' if h['ssh'] else 'no'} "
+            + (
+                f"docker={units.get('docker.service', '-')} compose={units.get(dockerhost.COMPOSE_UNIT, '-')} "
+                if h.get("runtime") == dockerhost.RUNTIME
+                else f"ollama={units.get('ollama.service', '-')} "
+            )
+            + f"ssh={'yes' if h['ssh'] else 'no'} "
             f"disk={(h['disk_bytes'] or 0) / 1e6:.1f}MB"
         )
     stray = {k: v for k, v in st["leftovers"].items() if v and k not in ("processes", "host_dirs")}
@@ -59,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="boot N hosts (default 3); idempotent")
     p_up.add_argument("count", nargs="?", type=int, default=3)
     p_up.add_argument("--json", action="store_true", help="print hosts for Molecule's create.yml as JSON")
+    p_up.add_argument(
+        "--runtime",
+        choices=fleet.RUNTIMES,
+        default="systemd",
+        help="how new hosts run Ollama: ollama.service (systemd) or the ollama/ollama container (docker)",
+    )
     sub.add_parser("down", help="remove everything the lab made")
     p_st = sub.add_parser("status", help="show what really runs")
     p_st.add_argument("--json", action="store_true")
@@ -71,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-            result = fleet.up(args.count, say=say)
+            result = fleet.up(args.count, say=say, runtime=args.runtime)
             if args.json:
                 print(json.dumps(result, indent=2))
             return 0

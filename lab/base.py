@@ -35,6 +35,14 @@ PACKAGES = (
 )
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
+# The `docker` variant: the same base plus Debian's Docker Engine, for hosts whose Ollama is the `ollama/ollama`
+# container (lab-notes.md "Docker inside a lab host"). netbase, sgml-base and libjansson4 are missing from minbase
+# and iptables/nftables/libnet1 do not configure without them. No ollama.service: a Docker user's host has none.
+VARIANTS = ("systemd", "docker")
+DOCKER_PACKAGES = ("docker.io", "docker-compose", "netbase", "sgml-base", "libjansson4")
+# overlay2 on the host's overlayfs root fails ("failed to mount overlay: invalid argument"); vfs works.
+DOCKER_DAEMON_JSON = {"storage-driver": "vfs"}
+
 # The PATH root gets from sudo on Debian 12 (sudoers secure_path); scripts/install.sh writes the installer's own
 # $PATH into the unit (`Environment="PATH=$PATH"`), and the installer runs as root through sudo.
 INSTALLER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,34 +73,48 @@ def cache_root() -> Path:
     return Path(os.environ.get("KEEPWARM_LAB_CACHE", "/var/cache/keepwarm-lab"))
 
 
-def inputs() -> dict:
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise errors.LabError(f"unknown lab runtime {variant!r}: choose one of {', '.join(VARIANTS)}")
+
+
+def packages(variant: str = "systemd") -> tuple[str, ...]:
+    _check_variant(variant)
+    return PACKAGES + (DOCKER_PACKAGES if variant == "docker" else ())
+
+
+def inputs(variant: str = "systemd") -> dict:
     """Everything that decides the content of the base tree; its hash names the cache entry."""
-    return {
+    out = {
         "recipe_version": RECIPE_VERSION,
         "suite": SUITE,
         "variant": VARIANT,
-        "packages": sorted(PACKAGES),
+        "packages": sorted(packages(variant)),
         "ollama_unit": OLLAMA_UNIT,
         "masked_units": sorted(MASKED_UNITS),
     }
+    if variant == "docker":  # the systemd variant's inputs (and so its cache key) stay as they were
+        out.pop("ollama_unit")
+        out["docker"] = {"daemon_json": DOCKER_DAEMON_JSON, "runtime": variant}
+    return out
 
 
-def key() -> str:
-    blob = json.dumps(inputs(), sort_keys=True).encode()
+def key(variant: str = "systemd") -> str:
+    blob = json.dumps(inputs(variant), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def base_dir() -> Path:
+def base_dir(variant: str = "systemd") -> Path:
     """`<cache>/base-<key>`; the tree is in `rootfs/`, `manifest.json` records the inputs and the build time."""
-    return cache_root() / f"base-{key()}"
+    return cache_root() / f"base-{key(variant)}"
 
 
-def rootfs() -> Path:
-    return base_dir() / "rootfs"
+def rootfs(variant: str = "systemd") -> Path:
+    return base_dir(variant) / "rootfs"
 
 
-def is_built() -> bool:
-    return (base_dir() / "manifest.json").is_file() and (rootfs() / "usr/lib/systemd/systemd").exists()
+def is_built(variant: str = "systemd") -> bool:
+    return (base_dir(variant) / "manifest.json").is_file() and (rootfs(variant) / "usr/lib/systemd/systemd").exists()
 
 
 def _run(cmd: list[str], log, **kw) -> None:
@@ -103,21 +125,22 @@ def _run(cmd: list[str], log, **kw) -> None:
         raise errors.LabError(f"command failed ({proc.returncode}): {' '.join(cmd)}; see {log.name}")
 
 
-def ensure(say=print) -> Path:
+def ensure(say=print, variant: str = "systemd") -> Path:
     """Return the cached base rootfs, building it first when no cache entry matches the inputs."""
-    if is_built():
-        return rootfs()
+    if is_built(variant):
+        return rootfs(variant)
     errors.require_tool("debootstrap", "debootstrap")
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    final = base_dir()
-    tmp = root / f".build-{key()}-{os.getpid()}"
+    final = base_dir(variant)
+    key_ = key(variant)
+    tmp = root / f".build-{key_}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     tree = tmp / "rootfs"
     mirror = os.environ.get("KEEPWARM_LAB_MIRROR", DEFAULT_MIRROR)
-    log_path = root / f"build-{key()}.log"
-    say(f"building the base rootfs {final.name} with debootstrap (about a minute; log: {log_path})")
+    log_path = root / f"build-{key_}.log"
+    say(f"building the {variant} base rootfs {final.name} with debootstrap (a minute or two; log: {log_path})")
     start = time.monotonic()
     try:
         with open(log_path, "w") as log:
@@ -125,15 +148,18 @@ def ensure(say=print) -> Path:
                 [
                     "debootstrap",
                     f"--variant={VARIANT}",
-                    "--include=" + ",".join(PACKAGES),
+                    "--include=" + ",".join(packages(variant)),
                     SUITE,
                     str(tree),
                     mirror,
                 ],
                 log,
             )
-            _configure(tree, log)
-        manifest = dict(inputs(), key=key(), mirror=mirror, build_seconds=round(time.monotonic() - start, 1))
+            if variant == "docker":
+                _configure_docker(tree, log)
+            else:
+                _configure(tree, log)
+        manifest = dict(inputs(variant), key=key_, mirror=mirror, build_seconds=round(time.monotonic() - start, 1))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if final.exists():  # another build won the race; keep theirs
             shutil.rmtree(tmp)
@@ -142,8 +168,8 @@ def ensure(say=print) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"base rootfs built in {time.monotonic() - start:.0f} s: {rootfs()}")
-    return rootfs()
+    say(f"{variant} base rootfs built in {time.monotonic() - start:.0f} s: {rootfs(variant)}")
+    return rootfs(variant)
 
 
 def _configure(tree: Path, log) -> None:
@@ -163,6 +189,24 @@ def _configure(tree: Path, log) -> None:
     wants = tree / "etc/systemd/system/default.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "ollama.service").symlink_to("/etc/systemd/system/ollama.service")
+    _finish(tree, log)
+
+
+def _configure_docker(tree: Path, log) -> None:
+    """The docker variant: Docker Engine enabled with the vfs storage driver; Ollama comes as a container at `up`."""
+    daemon_json = tree / "etc/docker/daemon.json"
+    daemon_json.parent.mkdir(parents=True, exist_ok=True)
+    daemon_json.write_text(json.dumps(DOCKER_DAEMON_JSON, indent=2) + "\n")
+    wants = tree / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    for unit in ("docker.service", "containerd.service"):  # what the packages' postinst enables on a real host
+        link = wants / unit
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(f"/lib/systemd/system/{unit}")
+    _finish(tree, log)
+
+
+def _finish(tree: Path, log) -> None:
     for name in MASKED_UNITS:
         link = tree / "etc/systemd/system" / name
         if not link.exists() and not link.is_symlink():

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import base, errors
+from lab import base, dockerhost, errors
 
 NAME_PREFIX = "kw-lab-"
 VETH_PREFIX = "vkwlab"
@@ -75,6 +75,7 @@ class Paths:
     def __init__(self, root: Path | None = None):
         self.root = root or lab_dir()
         self.base_ro = self.root / "base"  # read-only bind mount of the cached base rootfs
+        self.base_docker_ro = self.root / "base-docker"  # the same for the docker variant (`up --runtime docker`)
         self.hosts = self.root / "hosts"
         self.ssh = self.root / "ssh"
         self.key = self.ssh / "id_ed25519"
@@ -88,6 +89,16 @@ class Paths:
 
     def host_root(self, name: str) -> Path:
         return self.hosts / name / "root"
+
+    def base_mount(self, runtime: str) -> Path:
+        return self.base_docker_ro if runtime == dockerhost.RUNTIME else self.base_ro
+
+    def runtime(self, name: str) -> str:
+        """`systemd` or `docker`: recorded in the host's folder when it is created."""
+        return _read(self.hosts / name / "runtime").strip() or "systemd"
+
+
+RUNTIMES = base.VARIANTS  # systemd: Ollama as ollama.service; docker: Ollama as the ollama/ollama container
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,6 +263,7 @@ class HostStatus:
     address: str
     state: str = "stopped"  # running | booting | failed | stopped
     nspawn_pid: int | None = None
+    runtime: str = "systemd"
     pid1: int | None = None
     pid1_comm: str | None = None
     units: dict[str, str] = field(default_factory=dict)
@@ -265,7 +277,7 @@ class HostStatus:
 
 def host_status(name: str, nspawn_pid: int | None, paths: Paths, with_disk: bool = False) -> HostStatus:
     idx = host_index(name)
-    st = HostStatus(name=name, address=host_addr(idx), nspawn_pid=nspawn_pid)
+    st = HostStatus(name=name, address=host_addr(idx), nspawn_pid=nspawn_pid, runtime=paths.runtime(name))
     if with_disk:
         st.disk_bytes = _du(paths.host(name) / "upper")
     if nspawn_pid is None:
@@ -277,15 +289,23 @@ def host_status(name: str, nspawn_pid: int | None, paths: Paths, with_disk: bool
         st.state = "booting"
         return st
     st.pid1_comm = (_stat(pid1) or ("?", 0))[0]
-    st.units = unit_states(pid1, "multi-user.target", "ollama.service", "ssh.service")
+    units = _runtime_units(st.runtime)
+    st.units = unit_states(pid1, *units, "ssh.service")
     st.ssh = ssh_banner(st.address)
-    if st.units["multi-user.target"] == "active" and st.units["ollama.service"] == "active" and st.ssh:
+    if all(st.units[u] == "active" for u in units) and st.ssh:
         st.state = "running"
     elif any(v == "failed" for v in st.units.values()):
         st.state = "failed"
     else:
         st.state = "booting"
     return st
+
+
+def _runtime_units(runtime: str) -> tuple[str, ...]:
+    """Units that must be active on a ready host (ssh.service aside)."""
+    if runtime == dockerhost.RUNTIME:
+        return tuple(u for u in dockerhost.UNITS if u != "ssh.service")
+    return ("multi-user.target", "ollama.service")
 
 
 def _du(path: Path) -> int:
@@ -332,6 +352,7 @@ def status(paths: Paths | None = None, with_disk: bool = False) -> dict:
     return {
         "lab_dir": str(paths.root),
         "base": str(base.rootfs()),
+        "base_docker": str(base.rootfs("docker")),
         "base_built": base.is_built(),
         "inventory": str(paths.inventory) if paths.inventory.exists() else None,
         "known_hosts": str(paths.known_hosts),
@@ -363,12 +384,13 @@ def _ensure_bridge() -> None:
     run(["ip", "link", "set", BRIDGE, "up"])
 
 
-def _ensure_base_mount(paths: Paths, base_root: Path) -> None:
-    if is_mounted(paths.base_ro):
+def _ensure_base_mount(paths: Paths, base_root: Path, runtime: str = "systemd") -> None:
+    mount_point = paths.base_mount(runtime)
+    if is_mounted(mount_point):
         return
-    paths.base_ro.mkdir(parents=True, exist_ok=True)
-    run(["mount", "--bind", str(base_root), str(paths.base_ro)])
-    run(["mount", "-o", "remount,bind,ro", str(paths.base_ro)])
+    mount_point.mkdir(parents=True, exist_ok=True)
+    run(["mount", "--bind", str(base_root), str(mount_point)])
+    run(["mount", "-o", "remount,bind,ro", str(mount_point)])
 
 
 def _cleanup_host(paths: Paths, name: str) -> None:
@@ -429,7 +451,7 @@ def _etc_hosts(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int) -> None:
+def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int, runtime: str = "systemd") -> None:
     """Overlay root, identity (hostname, machine-id, SSH host keys), root's authorized key, the emulator, network."""
     idx = host_index(name)
     hdir = paths.host(name)
@@ -443,7 +465,7 @@ def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int) -> 
             "overlay",
             f"kwlab-{name}",
             "-o",
-            f"lowerdir={paths.base_ro},upperdir={hdir / 'upper'},workdir={hdir / 'work'}",
+            f"lowerdir={paths.base_mount(runtime)},upperdir={hdir / 'upper'},workdir={hdir / 'work'}",
             str(root),
         ]
     )
@@ -460,6 +482,9 @@ def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int) -> 
     _write(ssh_dir / "authorized_keys", (paths.key.with_suffix(".pub")).read_text(), 0o600)
     # scripts/install.sh: BINDIR=/usr/local/bin, binary `$BINDIR/ollama`, mode 0755.
     _write(root / "usr/local/bin/ollama", emulator, 0o755)
+    _write(hdir / "runtime", runtime + "\n")
+    if runtime == dockerhost.RUNTIME:
+        dockerhost.prepare(root)
 
     # Network namespace prepared before boot: no race between systemd and the address.
     ns = name
@@ -489,6 +514,7 @@ def _boot(paths: Paths, name: str) -> subprocess.Popen:
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
 
+    docker = paths.runtime(name) == dockerhost.RUNTIME
     console = open(hdir / "console.log", "wb")  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
@@ -503,8 +529,11 @@ def _boot(paths: Paths, name: str) -> subprocess.Popen:
                 f"--network-namespace-path=/run/netns/{name}",
                 "--link-journal=no",
                 "--console=read-only",
+                # Docker hosts only: the narrowed extra capabilities and syscalls Docker Engine needs.
+                *(dockerhost.NSPAWN_ARGS if docker else ()),
                 "-b",
             ],
+            env=dict(os.environ, **dockerhost.NSPAWN_ENV) if docker else None,
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
@@ -549,6 +578,19 @@ def _write_inventory(paths: Paths, names: list[str]) -> None:
             " ansible_python_interpreter=/usr/bin/python3"
         )
     lines += ["", "[ollama_gpu:vars]", f"keepwarm_models={json.dumps(DEFAULT_MODELS)}", ""]
+    docker_hosts = [n for n in sorted(names, key=host_index) if paths.runtime(n) == dockerhost.RUNTIME]
+    if docker_hosts:
+        # Hosts whose Ollama is the ollama/ollama container of a compose project (`up --runtime docker`).
+        lines += [
+            "# Ollama runs as the `ollama` container of the compose project in " + dockerhost.COMPOSE_DIR + ".",
+            "[ollama_docker]",
+            *docker_hosts,
+            "",
+            "[ollama_docker:vars]",
+            "keepwarm_runtime=container",
+            f"keepwarm_compose_project_dir={dockerhost.COMPOSE_DIR}",
+            "",
+        ]
     tmp = paths.inventory.with_suffix(".tmp")
     tmp.write_text("\n".join(lines))
     tmp.replace(paths.inventory)
@@ -572,10 +614,13 @@ def _wait_ready(paths: Paths, procs: dict[str, subprocess.Popen | int], deadline
             pid1 = container_pid1(pid)
             if pid1 is None:
                 continue
-            states = unit_states(pid1, "multi-user.target", "ollama.service")
+            runtime = paths.runtime(name)
+            states = unit_states(pid1, *_runtime_units(runtime))
             if any(v != "active" for v in states.values()):
                 continue
             idx = host_index(name)
+            if runtime == dockerhost.RUNTIME and not dockerhost.api_answers(host_addr(idx)):
+                continue
             probe = run(
                 [
                     *ssh_base_args(paths),
@@ -610,11 +655,13 @@ def _boot_failure(paths: Paths, name: str, why: str, nspawn_pid: int | None = No
     if nspawn_pid:
         pid1 = container_pid1(nspawn_pid)
         if pid1:
-            states = unit_states(pid1, "multi-user.target", "ollama.service", "ssh.service")
+            units = (*_runtime_units(paths.runtime(name)), "ssh.service")
+            states = unit_states(pid1, *units)
             msg.append(f"  units: {states}")
-            if states.get("ollama.service") != "active":
-                journal = in_host(pid1, "journalctl", "-u", "ollama.service", "-n", "15", "--no-pager").stdout
-                msg.append("  journalctl -u ollama.service:\n    " + journal.strip().replace("\n", "\n    "))
+            for unit in ("ollama.service", "docker.service", dockerhost.COMPOSE_UNIT):
+                if unit in states and (states[unit] != "active" or unit == dockerhost.COMPOSE_UNIT):
+                    journal = in_host(pid1, "journalctl", "-u", unit, "-n", "15", "--no-pager").stdout
+                    msg.append(f"  journalctl -u {unit}:\n    " + journal.strip().replace("\n", "\n    "))
     if console:
         msg.append(f"  last console lines ({paths.host(name) / 'console.log'}):\n    " + "\n    ".join(console))
     if any("cgroup" in line.lower() or "Operation not permitted" in line for line in console):
@@ -637,19 +684,24 @@ def _locked():
         yield
 
 
-def up(count: int = 3, say=print) -> dict:
-    """Bring the fleet to at least `count` running hosts; running hosts are left untouched."""
+def up(count: int = 3, say=print, runtime: str = "systemd") -> dict:
+    """Bring the fleet to at least `count` running hosts; running hosts are left untouched.
+
+    `runtime` is what the hosts this call creates run Ollama as: `systemd` (ollama.service) or `docker` (the
+    ollama/ollama container from a compose project); `up 3` then `up 4 --runtime docker` is a mixed fleet."""
     if not 1 <= count <= MAX_HOSTS:
         raise errors.LabError(f"host count must be 1..{MAX_HOSTS}, got {count}")
+    if runtime not in RUNTIMES:
+        raise errors.LabError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     preflight()
     with _locked():
-        return _up(count, say)
+        return _up(count, say, runtime)
 
 
-def _up(count: int, say) -> dict:
+def _up(count: int, say, runtime: str = "systemd") -> dict:
     paths = Paths()
     t0 = time.monotonic()
-    base_root = base.ensure(say=say)
+    base_root = base.ensure(say=say, variant=runtime)
     paths.root.mkdir(parents=True, exist_ok=True)
     _ensure_key(paths)
     procs = nspawn_processes()
@@ -668,16 +720,16 @@ def _up(count: int, say) -> dict:
         return _summary(paths, sorted(existing, key=host_index), changed=False, seconds=time.monotonic() - t0)
 
     _ensure_bridge()
-    if not existing and is_mounted(paths.base_ro):
-        _umount(str(paths.base_ro))  # nothing runs on it: remount, the cached base may have been rebuilt
-    _ensure_base_mount(paths, base_root)
+    if not existing and is_mounted(paths.base_mount(runtime)):
+        _umount(str(paths.base_mount(runtime)))  # nothing runs on it: remount, the cached base may have been rebuilt
+    _ensure_base_mount(paths, base_root, runtime)
     emulator = _emulator_bytes()
     # Stale leftovers of a crash (veth, netns, overlay, cgroup) would make `ip`/`mount` fail: clear them first.
     for name in to_create:
         _cleanup_host(paths, name)
     boot_t0 = time.monotonic()
     for name in to_create:
-        _prepare_host(paths, name, emulator, fleet_size)
+        _prepare_host(paths, name, emulator, fleet_size, runtime)
     # Fresh SSH host keys per host, made on the controller so the lab can pin them (RSA takes ~0.3 s: in parallel).
     keygens = [
         subprocess.Popen(["ssh-keygen", "-A", "-f", str(paths.host_root(n))], stdout=subprocess.DEVNULL)
@@ -870,8 +922,9 @@ def _down(say) -> dict:
         if under_lab or stray:
             _umount(mp)
     shutil.rmtree(paths.hosts, ignore_errors=True)
-    if paths.base_ro.is_dir() and not is_mounted(paths.base_ro):
-        paths.base_ro.rmdir()
+    for mount_point in (paths.base_ro, paths.base_docker_ro):
+        if mount_point.is_dir() and not is_mounted(mount_point):
+            mount_point.rmdir()
     for h in cgroup_hierarchies():
         _rmdir_tree(h / CGROUP_PARENT)
     prop = Path("/run/systemd/nspawn/propagate")

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Install `community.docker` (keepwarm.ollama's declared dependency, see collection/galaxy.yml) without Galaxy.
+
+The same way awx/install_awx_collection.py takes `awx.awx`: these machines reach PyPI but not galaxy.ansible.com,
+and the `ansible` community package on PyPI bundles community.docker. This downloads that one wheel (`pip download
+--no-deps`; nothing is installed into the running environment) and extracts only community.docker and its own
+declared dependency community.library_inventory_filtering_v1 into DEST, a collections path.
+
+    python tools/install_community_docker.py --dest build/docker-collections
+    ANSIBLE_COLLECTIONS_PATH=collections:build/docker-collections ansible-playbook playbooks/site.yml
+
+A second run with the same pin is a no-op (MANIFEST.json versions checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ANSIBLE_PACKAGE = "12.3.0"  # the `ansible` release whose ansible-core is 2.19, as in awx/install_awx_collection.py
+COLLECTIONS = {"community.docker": "4.8.5", "community.library_inventory_filtering_v1": "1.1.5"}
+
+
+def installed_version(dest: Path, fqcn: str) -> str | None:
+    manifest = dest / "ansible_collections" / Path(*fqcn.split(".")) / "MANIFEST.json"
+    if not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text())["collection_info"]["version"]
+
+
+def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
+    """Make DEST hold COLLECTIONS from the `ansible==ansible_package` wheel; return DEST. Safe in parallel."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(installed_version(dest, c) == v for c, v in COLLECTIONS.items()):
+            return dest
+        with tempfile.TemporaryDirectory(prefix="ansible-wheel-") as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+                + ["--dest", tmp, f"ansible=={ansible_package}"],
+                check=True,
+            )
+            wheels = list(Path(tmp).glob("ansible-*.whl"))
+            if len(wheels) != 1:
+                raise SystemExit(f"expected one ansible wheel in {tmp}, found {wheels}")
+            staging = Path(tmp) / "extract"
+            with zipfile.ZipFile(wheels[0]) as zf:
+                names = zf.namelist()
+                for fqcn in COLLECTIONS:
+                    prefix = "ansible_collections/" + fqcn.replace(".", "/") + "/"
+                    members = [n for n in names if n.startswith(prefix) and not n.endswith("/")]
+                    if not members:
+                        raise SystemExit(f"ansible {ansible_package} does not bundle {fqcn}")
+                    for name in members:
+                        zf.extract(name, staging)
+                    target = dest / prefix
+                    if target.exists():
+                        shutil.rmtree(target)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(staging / prefix), str(target))
+    for fqcn, version in COLLECTIONS.items():
+        found = installed_version(dest, fqcn)
+        if found != version:
+            raise SystemExit(f"ansible {ansible_package} carries {fqcn} {found}, expected {version}")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dest", type=Path, default=Path("build/docker-collections"), help="a collections path")
+    args = parser.parse_args(argv)
+    path = install(args.dest.resolve())
+    print(", ".join(f"{c} {v}" for c, v in COLLECTIONS.items()) + f" in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
