@@ -36,9 +36,12 @@ class Server6(Server):
     address_family = socket.AF_INET6
 
 
-def serve():
-    _make_nonblocking(1)
-    _make_nonblocking(2)
+class ConfigError(Exception):
+    pass
+
+
+def make_app():
+    """The server's state from the environment (load_config, catalogue, scheduler, CORS origins)."""
     cfg = load_config()
     app = App()
     app.cfg = cfg
@@ -53,22 +56,38 @@ def serve():
             entries = DEFAULT_CATALOG
         app.catalog = Catalog(entries, app.clock.now_ns())
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log("cannot load OLLAMA_EMULATOR_CATALOG %s: %s" % (path, e), "ERROR")
-        return 1
+        raise ConfigError("cannot load OLLAMA_EMULATOR_CATALOG %s: %s" % (path, e)) from None
     app.default_num_ctx = default_num_ctx(cfg)
     app.sched = Scheduler(cfg, app.clock)
     origins = [o for o in env_var("OLLAMA_ORIGINS").split(",") if o] if env_var("OLLAMA_ORIGINS") else []
     app.origins = origins + BUILTIN_ORIGINS
-    _scheme, host, port, _path = env_host()
-    bind_host = host
-    cls = Server6 if ":" in bind_host else Server
+    return app
+
+
+def make_server(app, host, port, handler=Handler):
+    """Bind (cmd/cmd.go RunServer: net.Listen on Host()); raises OSError. Serve with serve_forever()."""
+    cls = Server6 if ":" in host else Server
+    httpd = cls((host, port), handler)
+    app.loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    httpd.app = app
+    return httpd
+
+
+def serve():
+    _make_nonblocking(1)
+    _make_nonblocking(2)
     try:
-        httpd = cls((bind_host, port), Handler)
+        app = make_app()
+    except ConfigError as e:
+        log(str(e), "ERROR")
+        return 1
+    cfg = app.cfg
+    _scheme, host, port, _path = env_host()
+    try:
+        httpd = make_server(app, host, port)
     except OSError as e:
         log("Error: listen tcp %s:%d: %s" % (host, port, e.strerror), "ERROR")
         return 1
-    app.loopback = bind_host in ("127.0.0.1", "::1", "localhost") or bind_host.startswith("127.")
-    httpd.app = app
 
     def on_signal(signum, _frame):
         raise SystemExit(0)

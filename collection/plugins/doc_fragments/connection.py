@@ -16,6 +16,8 @@ options:
     description:
       - Base URL of the Ollama server, with its scheme.
       - A URL without C(http://) or C(https://) is refused.
+      - Credentials in the URL (C(http://user:password@host:11434)) are sent as basic authentication and shown as
+        C(***) in every message and return value; the password is masked in the logged invocation.
     type: str
     default: http://127.0.0.1:11434
   timeout:
@@ -33,4 +35,14 @@ options:
       - Extra HTTP headers, for example an C(Authorization) header for a proxy in front of Ollama.
       - Never logged.
     type: dict
+  use_proxy:
+    description:
+      - Whether requests may go through the proxy named by C(http_proxy)/C(https_proxy) (or their upper-case
+        forms) in the module's environment.
+      - As in Ollama's own Go client, C(localhost) and loopback addresses never use a proxy, and C(no_proxy)/C(NO_PROXY)
+        entries (names, domain suffixes, IP addresses, CIDR blocks such as C(10.0.0.0/8), C(*)) bypass it.
+      - When a proxy is used, every error names it and the variable it came from.
+      - C(false) never uses a proxy.
+    type: bool
+    default: true
 """

@@ -11,12 +11,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
+import os
 import socket
 import time
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urlparse
+from ansible.module_utils.six.moves.urllib.parse import urlparse, urlunparse
 from ansible.module_utils.urls import open_url
 
 DEFAULT_URL = "http://127.0.0.1:11434"
@@ -28,6 +30,7 @@ CONNECTION_ARGSPEC = dict(
     timeout=dict(type="float", default=30.0),
     validate_certs=dict(type="bool", default=True),
     headers=dict(type="dict", no_log=True),
+    use_proxy=dict(type="bool", default=True),
 )
 
 
@@ -58,11 +61,95 @@ def check_url(url):
         raise OllamaError("url is empty: give the server's base URL, e.g. %s" % DEFAULT_URL)
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        shown = url.split("://", 1)[-1].lstrip("/")
+        if "@" in shown:
+            shown = "***@" + shown.rsplit("@", 1)[1]
         raise OllamaError(
             "url %r has no http:// or https:// scheme (or no host): write it as http://%s"
-            % (url, url.split("://", 1)[-1].lstrip("/") or "127.0.0.1:11434")
+            % (redact_url(url) if "://" in url else shown, shown or "127.0.0.1:11434")
         )
     return url.rstrip("/")
+
+
+def redact_url(url):
+    """``url`` with any user and password replaced by ``***`` (for messages and returns)."""
+    if not isinstance(url, str):
+        return url
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return url
+    if parsed.username is None and parsed.password is None:
+        return url
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    return urlunparse(parsed._replace(netloc="***@" + host))
+
+
+def url_secrets(url):
+    """The password embedded in ``url`` (for AnsibleModule.no_log_values), as a list (empty without one)."""
+    try:
+        parsed = urlparse(url)
+    except (ValueError, TypeError, AttributeError):
+        return []
+    return [v for v in (parsed.password,) if v]
+
+
+def _no_proxy_matches(host, no_proxy):
+    """Whether ``host`` matches a ``no_proxy`` list: ``*``, exact names, domain suffixes (``example.com`` and
+    ``.example.com`` match ``a.example.com``), IP addresses and CIDR blocks (``10.0.0.0/8``); ports are ignored."""
+    host = host.lower().strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for item in no_proxy.split(","):
+        entry = item.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if entry.startswith("[") and "]" in entry:
+            entry = entry[1 : entry.index("]")]
+        elif entry.count(":") == 1:
+            entry = entry.split(":", 1)[0]
+        if ip is not None:
+            try:
+                if ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        domain = entry.lstrip(".")
+        if host == domain or host.endswith("." + domain):
+            return True
+    return False
+
+
+def proxy_for(url, environ=None):
+    """``(proxy_url, variable)`` an HTTP request to ``url`` goes through, or ``(None, None)``.
+
+    Follows the Go client's rule (golang.org/x/net/http/httpproxy ``useProxy``, what the ``ollama`` CLI uses):
+    ``localhost`` and loopback addresses are never proxied; ``no_proxy``/``NO_PROXY`` (names, domain suffixes, IPs,
+    CIDR blocks, ``*``) bypass the proxy; otherwise ``http_proxy``/``HTTP_PROXY`` (``https_proxy``/``HTTPS_PROXY``
+    for https URLs) is used. Python's urllib alone would send loopback calls to the proxy and knows no CIDR blocks.
+    """
+    env = os.environ if environ is None else environ
+    parsed = urlparse(url)
+    host = (parsed.hostname or "").lower()
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return None, None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None, None
+    except ValueError:
+        pass
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    if no_proxy and _no_proxy_matches(host, no_proxy):
+        return None, None
+    for var in ("%s_proxy" % parsed.scheme, "%s_PROXY" % parsed.scheme.upper()):
+        if env.get(var):
+            return env[var], var
+    return None, None
 
 
 def _error_text(raw):
@@ -92,16 +179,28 @@ def _is_timeout(exc):
 class OllamaClient:
     """Talks to one Ollama server. Every method raises OllamaError with the endpoint and the cause."""
 
-    def __init__(self, url=DEFAULT_URL, timeout=30.0, validate_certs=True, headers=None, opener=None):
+    def __init__(
+        self, url=DEFAULT_URL, timeout=30.0, validate_certs=True, headers=None, opener=None, *, use_proxy=True
+    ):
         self.url = check_url(url)
+        self.display_url = redact_url(self.url)
         self.timeout = timeout
         self.validate_certs = validate_certs
         self.headers = dict(headers or {})
         self._open = opener or open_url
+        self.proxy, self.proxy_variable = proxy_for(self.url) if use_proxy else (None, None)
+
+    def _via(self):
+        if not self.proxy:
+            return ""
+        return " through the proxy %s (from %s; set use_proxy=false or add the host to no_proxy to bypass it)" % (
+            redact_url(self.proxy),
+            self.proxy_variable,
+        )
 
     def request(self, method, path, body=None, timeout=None):
         """Send one request and return the decoded JSON body (None for an empty body)."""
-        endpoint = "%s %s%s" % (method, self.url, path)
+        endpoint = "%s %s%s" % (method, self.display_url, path)
         headers = dict(self.headers)
         data = None
         if body is not None:
@@ -117,6 +216,7 @@ class OllamaClient:
                 timeout=wait,
                 validate_certs=self.validate_certs,
                 follow_redirects="safe",
+                use_proxy=self.proxy is not None,
             )
             raw = resp.read()
         except HTTPError as exc:
@@ -127,16 +227,18 @@ class OllamaClient:
             text = _error_text(raw)
             if exc.code == 404:
                 raise OllamaNotFound(
-                    "%s: 404 not found: %s" % (endpoint, text or "no body"), status=exc.code, body=text
+                    "%s%s: 404 not found: %s" % (endpoint, self._via(), text or "no body"), status=exc.code, body=text
                 ) from None
             raise OllamaError(
-                "%s: HTTP %s: %s" % (endpoint, exc.code, text or exc.reason), status=exc.code, body=text
+                "%s%s: HTTP %s: %s" % (endpoint, self._via(), exc.code, text or exc.reason), status=exc.code, body=text
             ) from None
         except (URLError, socket.error, socket.timeout) as exc:
             if _is_timeout(exc):
-                raise OllamaError("%s: no answer within the %ss timeout" % (endpoint, wait)) from None
+                raise OllamaError("%s%s: no answer within the %ss timeout" % (endpoint, self._via(), wait)) from None
             reason = getattr(exc, "reason", exc)
-            raise OllamaError("cannot reach Ollama at %s (%s): %s" % (self.url, endpoint, reason)) from None
+            raise OllamaError(
+                "cannot reach Ollama at %s (%s)%s: %s" % (self.display_url, endpoint, self._via(), reason)
+            ) from None
         if not raw:
             return None
         try:
@@ -144,15 +246,38 @@ class OllamaClient:
         except ValueError:
             snippet = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:200]
             raise OllamaError(
-                "%s: the answer is not JSON (is this an Ollama server?): %r" % (endpoint, snippet)
+                "%s%s: the answer is not JSON (is this an Ollama server%s?): %r"
+                % (endpoint, self._via(), " or the proxy's page" if self.proxy else "", snippet)
             ) from None
 
     def ps(self):
         """GET /api/ps (server/routes.go PsHandler): the list of loaded models."""
         data = self.request("GET", "/api/ps")
         if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-            raise OllamaError("GET %s/api/ps: unexpected answer %r" % (self.url, data))
+            raise OllamaError("GET %s/api/ps: unexpected answer %r" % (self.display_url, data))
         return data["models"]
+
+    def show(self, name):
+        """POST /api/show (server/routes.go ShowHandler): modelfile (``FROM <blob>``), capabilities, model_info.
+
+        Raises OllamaNotFound for a model the server does not have."""
+        data = self.request("POST", "/api/show", {"model": name})
+        if not isinstance(data, dict):
+            raise OllamaError("POST %s/api/show: unexpected answer %r" % (self.display_url, data))
+        return data
+
+    def tags(self):
+        """GET /api/tags: the local models with their manifest digests."""
+        data = self.request("GET", "/api/tags")
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            raise OllamaError("GET %s/api/tags: unexpected answer %r" % (self.display_url, data))
+        return data
+
+    def post(self, path, body, timeout=None):
+        """POST ``body`` to ``path``; returns ``(answer, seconds)`` where seconds is the measured wall time."""
+        start = time.monotonic()
+        answer = self.request("POST", path, body, timeout=timeout)
+        return answer, time.monotonic() - start
 
     def generate(self, body, timeout=None):
         """POST /api/generate with an empty prompt: a load or unload request (server/routes.go GenerateHandler).
@@ -171,7 +296,15 @@ def client_for(module):
     """The client for a module's shared connection options (connection_argspec); fails the module, naming the URL
     and what is wrong with it, before any request is sent."""
     params = module.params
+    # a password in the url never appears in messages, returns or the logged invocation
+    module.no_log_values.update(url_secrets(params["url"]))
     try:
-        return OllamaClient(params["url"], params["timeout"], params["validate_certs"], params["headers"])
+        return OllamaClient(
+            params["url"],
+            params["timeout"],
+            params["validate_certs"],
+            params["headers"],
+            use_proxy=params.get("use_proxy", True),
+        )
     except OllamaError as exc:
         module.fail_json(msg=str(exc))

@@ -11,12 +11,41 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.keepwarm.ollama.plugins.module_utils._api import OllamaNotFound
 from ansible_collections.keepwarm.ollama.plugins.module_utils._expires import (
     FOREVER,
     ExpiresAtError,
     classify,
 )
-from ansible_collections.keepwarm.ollama.plugins.module_utils._names import display_shortest, name_key
+from ansible_collections.keepwarm.ollama.plugins.module_utils._names import (
+    digest_matches,
+    display_shortest,
+    find_runner,
+    runner_key,
+    split_digest,
+)
+
+# server/sched.go load(): a model is added to the loaded list (all /api/ps shows) only when its load finished
+LOADING_HINT = "not in /api/ps: not loaded, or loading right now (a model is listed only once its load has finished)"
+
+
+def show_key_of(client):
+    """A cached ``key_of`` for ``_names.find_runner``: model name -> runner key from POST /api/show.
+
+    A model the server does not know gives None. Other errors (unreachable server) propagate.
+    """
+    cache = {}
+
+    def key_of(name):
+        key = display_shortest(name).lower()
+        if key not in cache:
+            try:
+                cache[key] = runner_key(client.show(name))
+            except OllamaNotFound:
+                cache[key] = None
+        return cache[key]
+
+    return key_of
 
 
 def gpu_fraction(size, size_vram):
@@ -24,7 +53,7 @@ def gpu_fraction(size, size_vram):
     size_vram > size print ``Unknown``)."""
     if not size or size_vram is None or size_vram > size:
         return None
-    return round(float(size_vram) / float(size), 4)
+    return float(size_vram) / float(size)  # not rounded: 9,999,600,000 of 10,000,000,000 bytes is not 1.0
 
 
 def describe(entry, now=None):
@@ -52,13 +81,10 @@ def describe(entry, now=None):
     }
 
 
-def find(entries, name):
-    """The /api/ps entry for ``name`` (Ollama's name matching: ``llama3`` == ``llama3:latest``), or None."""
-    key = name_key(name)
-    for entry in entries:
-        if name_key(entry.get("name") or entry.get("model") or "") == key:
-            return entry
-    return None
+def find(entries, name, key_of=None):
+    """The /api/ps entry whose runner serves ``name`` (``_names.find_runner``: same name, or with ``key_of`` the
+    same blob), or None."""
+    return find_runner(entries, name, key_of)
 
 
 def wanted_names(models):
@@ -74,11 +100,14 @@ def wanted_names(models):
     return names
 
 
-def problems(url, described, wanted, require_gpu=False, allow_unlisted=True):
+def problems(url, described, wanted, require_gpu=False, allow_unlisted=True, *, key_of=None):
     """The problems of a host: each ``{url, model, expires_at, reason, message}``.
 
-    Reasons: ``missing`` (wanted, not loaded), ``expiring`` (loaded, not forever), ``offloaded`` (not fully in
-    VRAM, with ``require_gpu``), ``unexpected`` (loaded, not wanted, with ``allow_unlisted=False``).
+    Reasons: ``missing`` (wanted, not in /api/ps: not loaded or still loading), ``digest`` (loaded, but the runner's
+    manifest digest is not the ``@sha256:`` one in the wanted name), ``expiring`` (loaded, not forever),
+    ``offloaded`` (``size_vram`` below ``size``, exactly, with ``require_gpu``), ``unexpected`` (loaded, serving
+    no wanted name, with ``allow_unlisted=False``). A wanted name matches the runner of its blob
+    (``_names.find_runner`` with ``key_of``), so ``llama3.2:3b`` is served by a loaded ``llama3.2:latest``.
     """
     found = []
 
@@ -93,13 +122,21 @@ def problems(url, described, wanted, require_gpu=False, allow_unlisted=True):
             }
         )
 
-    wanted_keys = set()
+    served = []
     for name in wanted:
-        wanted_keys.add(name_key(name))
-        entry = find(described, name)
+        base, digest = split_digest(name)
+        entry = find(described, name, key_of)
         if entry is None:
-            add(display_shortest(name), None, "missing", "not loaded")
+            add(display_shortest(base) + ("@sha256:" + digest if digest else ""), None, "missing", LOADING_HINT)
             continue
+        served.append(id(entry))
+        if digest and not digest_matches(digest, entry.get("digest")):
+            add(
+                entry["name"],
+                entry["expires_at"],
+                "digest",
+                "the loaded runner has digest %s, not the wanted %s" % (entry.get("digest") or "-", digest),
+            )
         if entry["state"] != FOREVER:
             left = entry["seconds_left"]
             add(
@@ -108,7 +145,7 @@ def problems(url, described, wanted, require_gpu=False, allow_unlisted=True):
                 "expiring",
                 "not pinned: %s%s" % (entry["state"], "" if left is None else ", %.0f s left" % left),
             )
-        if require_gpu and entry["gpu_fraction"] != 1.0:
+        if require_gpu and (not entry["size"] or entry["size_vram"] != entry["size"]):
             add(
                 entry["name"],
                 entry["expires_at"],
@@ -117,6 +154,6 @@ def problems(url, described, wanted, require_gpu=False, allow_unlisted=True):
             )
     if not allow_unlisted:
         for entry in described:
-            if name_key(entry["name"] or "") not in wanted_keys:
+            if id(entry) not in served:
                 add(entry["name"], entry["expires_at"], "unexpected", "loaded but not in the list of models")
     return found

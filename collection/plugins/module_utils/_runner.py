@@ -161,7 +161,7 @@ def repin_plan(entry, options=None, facts=None):
         if configured is not None and not num_ctx_matches(configured, ctx, facts):
             differs = effective_num_ctx(configured, facts.get("train_context"), facts.get("vision", False))
         send["num_ctx"] = ctx
-    unknown = [k for k in UNSEEN_RUNNER_SETTINGS]
+    unknown = list(UNSEEN_RUNNER_SETTINGS)
     note = (
         "re-pin sends num_ctx=%s (the runner's context_length)%s; /api/ps does not show %s, so a runner a client "
         "loaded with other values of those is reloaded by the re-pin"

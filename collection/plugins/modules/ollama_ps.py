@@ -15,12 +15,20 @@ description:
   - Reads C(GET /api/ps) and returns every loaded model with its raw and parsed C(expires_at), its state
     (C(forever), C(timed) or C(stopping)), seconds left, size, VRAM size, GPU fraction and context length.
   - C(forever) means at least 21 x 365 days (183,960 hours) ahead, the rule C(ollama ps) uses to print C(Forever)
-    (format/time.go C(humanTime): C(int(hours\)/24/365 < -20)); a model pinned with C(keep_alive=-1) reports a year
+    (format/time.go C(humanTime), C(int(hours\)/24/365 < -20)); a model pinned with C(keep_alive=-1) reports a year
     near 2318. The zero time C(0001-01-01T00:00:00Z)
     also counts as forever.
-  - Given O(models), checks them and reports C(missing), C(expiring), C(offloaded) (with O(require_gpu)) and
-    C(unexpected) (with O(allow_unlisted=false)) models, then fails with one message per offending model
-    unless O(fail_on_problems=false).
+  - Given O(models), checks them and reports C(missing), C(digest), C(expiring), C(offloaded) (with
+    O(require_gpu)) and C(unexpected) (with O(allow_unlisted=false)) models, then fails with one message per
+    offending model unless O(fail_on_problems=false).
+  - A listed name is matched the way the server matches runners (by model blob, server/sched.go
+    C(schedulerModelKey)). C(llama3.2:3b) is served by a loaded C(llama3.2:latest) when both tags share a blob, which the module
+    learns from C(POST /api/show) (C(FROM <blob>) in its modelfile) only for names with no loaded runner of the
+    same name.
+  - A name with a digest (C(llama3.2@sha256:a80c4f17acd5), 12 to 64 hex digits) also requires the loaded
+    runner's manifest digest to start with it (C(digest) problem otherwise); anything else after C(@) is refused.
+  - A model that is loading right now is not in C(/api/ps) until its load finishes (server/sched.go), and
+    C(/api/ps) answers at once meanwhile; such a model is reported C(missing) with that hint, never waited for.
 author:
   - keepwarm maintainers (@keepwarm)
 extends_documentation_fragment:
@@ -41,7 +49,9 @@ options:
     elements: raw
     default: []
   require_gpu:
-    description: Report a listed model that is not fully in VRAM as C(offloaded).
+    description:
+      - Report a listed model that is not fully in VRAM as C(offloaded), comparing C(size_vram) with C(size) exactly
+        (9,999,600,000 of 10,000,000,000 bytes is offloaded).
     type: bool
     default: false
   allow_unlisted:
@@ -101,7 +111,7 @@ models:
       description: Bytes in VRAM; 0 means CPU only.
       type: int
     gpu_fraction:
-      description: size_vram / size, or null when unknown.
+      description: size_vram / size (not rounded), or null when unknown.
       type: float
     context_length:
       description: The runner's per-slot context length.
@@ -113,7 +123,9 @@ models:
       description: C(expires_at) in seconds since the Unix epoch.
       type: float
     state:
-      description: C(forever), C(timed), C(stopping) (or C(unknown) for an unparsable C(expires_at)).
+      description:
+        - C(forever) (at least 21 x 365 days ahead), C(timed), C(stopping) (or C(unknown) for an unparsable
+          C(expires_at)).
       type: str
     seconds_left:
       description: Seconds until the model unloads; null for forever, 0.0 when stopping.
@@ -157,7 +169,8 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._api import (
     connection_argspec,
 )
 from ansible_collections.keepwarm.ollama.plugins.module_utils._expires import now_ns
-from ansible_collections.keepwarm.ollama.plugins.module_utils._ps import describe, problems, wanted_names
+from ansible_collections.keepwarm.ollama.plugins.module_utils._names import ModelNameError, split_digest
+from ansible_collections.keepwarm.ollama.plugins.module_utils._ps import describe, problems, show_key_of, wanted_names
 
 ARGUMENT_SPEC = connection_argspec()
 ARGUMENT_SPEC.update(
@@ -172,7 +185,9 @@ def run(module, client):
     p = module.params
     try:
         wanted = wanted_names(p["models"])
-    except ValueError as exc:
+        for name in wanted:
+            split_digest(name)
+    except (ValueError, ModelNameError) as exc:
         module.fail_json(msg=to_native(exc))
     try:
         entries = client.ps()
@@ -180,7 +195,12 @@ def run(module, client):
         module.fail_json(msg=to_native(exc))
     now = now_ns()
     described = [describe(e, now) for e in entries]
-    found = problems(client.url, described, wanted, p["require_gpu"], p["allow_unlisted"])
+    try:
+        found = problems(
+            client.display_url, described, wanted, p["require_gpu"], p["allow_unlisted"], key_of=show_key_of(client)
+        )
+    except OllamaError as exc:
+        module.fail_json(msg=to_native(exc), models=described)
     result = dict(changed=False, models=described, problems=found, ok=not found)
     if found and p["fail_on_problems"]:
         module.fail_json(msg="\n".join(x["message"] for x in found), **result)

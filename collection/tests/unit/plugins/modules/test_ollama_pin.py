@@ -40,8 +40,8 @@ def test_explicit_options_win():
     assert body["options"] == {"num_ctx": 2048, "num_gpu": 99}
 
 
-def test_pinned_with_another_num_ctx_is_repinned():
-    assert ollama_pin.plan(params(options={"num_ctx": 8192}), entry("forever", ctx=4096))[0] == "repin"
+def test_pinned_with_another_num_ctx_is_reloaded():
+    assert ollama_pin.plan(params(options={"num_ctx": 8192}), entry("forever", ctx=4096))[0] == "reload"
     assert ollama_pin.plan(params(options={"num_ctx": 4096}), entry("forever", ctx=4096))[0] == "none"
 
 
@@ -96,20 +96,32 @@ def test_main_already_pinned_sends_only_ps(run_module, fake_server):
     assert result["model"]["state"] == "forever"
 
 
-def test_main_check_mode_sends_nothing_but_ps(run_module, fake_server):
+SHOW = {"modelfile": "FROM /m/blobs/sha256-1\n", "capabilities": ["completion"]}
+
+
+def test_main_check_mode_sends_only_reads(run_module, fake_server):
     fake_server.route("GET", "/api/ps", payload={"models": []})
+    fake_server.route("POST", "/api/show", payload=SHOW)
     result = run_module(ollama_pin.main, dict(url=fake_server.url, name="llama3.2"), check_mode=True, diff=True)
     assert result["changed"] is True and result["action"] == "load"
-    assert [r["method"] for r in fake_server.requests] == ["GET"]
+    assert [r["path"] for r in fake_server.requests] == ["/api/ps", "/api/show"]
     assert result["diff"] == {"before": {"loaded": False}, "after": {"loaded": True, "state": "forever"}}
 
 
 def test_main_load_sends_number_minus_one(run_module, fake_server):
-    fake_server.route("GET", "/api/ps", payload={"models": []})
+    loaded = ps_body(FOREVER_AT)
+    fake_server.route(
+        "GET", "/api/ps", payload=lambda _b: (200, "application/json", loaded if posted() else {"models": []})
+    )
+    fake_server.route("POST", "/api/show", payload=SHOW)
+
+    def posted():
+        return any(r["path"] == "/api/generate" for r in fake_server.requests)
+
     fake_server.route("POST", "/api/generate", payload={"model": "llama3.2", "done": True, "done_reason": "load"})
     result = run_module(ollama_pin.main, dict(url=fake_server.url, name="llama3.2", keep_alive="-1"))
     assert result["action"] == "load" and isinstance(result["load_seconds"], float)
-    sent = [r["body"] for r in fake_server.requests if r["method"] == "POST"]
+    sent = [r["body"] for r in fake_server.requests if r["path"] == "/api/generate"]
     assert sent == [{"model": "llama3.2", "keep_alive": -1, "stream": False}]
 
 
