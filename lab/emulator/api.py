@@ -4,6 +4,7 @@ ROUTES maps each path to its methods and its handler method name; add a route by
 """
 
 import hashlib
+import ipaddress
 import json
 import math
 import select
@@ -13,7 +14,9 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from .env import VERSION, is_ip, split_host_port
+from . import openai as v1
+from .catalog import ModelRefError, parse_model_ref
+from .env import VERSION, split_host_port
 from .gotime import NS, go_time
 from .jsonbind import BindError, bind
 from .logs import log
@@ -45,8 +48,7 @@ ROUTES = {
     "/v1/models": ("GET",),
     "/emulator/events": ("GET", "DELETE"),
 }
-NOT_IMPLEMENTED = {"/api/push", "/api/create", "/api/copy", "/v1/chat/completions", "/v1/completions"}
-NOT_IMPLEMENTED |= {"/v1/embeddings", "/v1/models"}
+NOT_IMPLEMENTED = {"/api/push", "/api/create", "/api/copy"}
 
 BUILTIN_ORIGINS = [
     "http://localhost",
@@ -85,34 +87,70 @@ def origin_allowed(origin, allowed):
     return False
 
 
-def host_allowed(host_header):
-    """routes.go allowedHostsMiddleware (only enforced when bound to loopback)."""
-    host = host_header
-    h, _ = split_host_port(host_header)
-    if h is not None:
-        host = h
-    host = host.strip("[]").lower()
-    if not host:
-        return True
-    if is_ip(host):
-        return host.startswith(("127.", "10.", "192.168.", "169.254.")) or _private_ip(host) or host in _local_ips()
-    if host == "localhost" or host == socket.gethostname().lower():
+def host_verdict(host_header):
+    """routes.go allowedHostsMiddleware (enforced only when bound to loopback): the Host header's host part
+    (net.SplitHostPort, else the whole header) is allowed if it is an IP address that is loopback, private or
+    unspecified (netip IsLoopback/IsPrivate/IsUnspecified) or an address of a local interface (isLocalIP), or a
+    name allowed by allowedHost. Returns "ip", "name" (an allowed name answers OPTIONS with 204) or None (403).
+    IsPrivate is RFC 1918 + fc00::/7 only: link-local (169.254/16, fe80::/10), CGNAT (100.64/10) and benchmarking
+    (198.18/15) addresses are not private and pass only if they are this machine's own."""
+    host, _ = split_host_port(host_header)
+    if host is None:
+        host = host_header  # no port (or unparseable): used as is, so "[::1]" without a port is no IP
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+    if addr is not None:
+        plain = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped else addr
+        if plain.is_loopback or any(plain in net for net in _GO_PRIVATE):  # both unmap 4-in-6 first
+            return "ip"
+        if addr in (ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)):  # IsUnspecified: exact, no unmap/zone
+            return "ip"
+        if str(addr) in _local_ips():
+            return "ip"
+    return "name" if allowed_host(host) else None
+
+
+def allowed_host(host):
+    """routes.go allowedHost: empty, `localhost`, this machine's hostname (case-insensitive), or a name ending
+    in .localhost, .local or .internal."""
+    host = host.lower()
+    if host in ("", "localhost") or host == socket.gethostname().lower():
         return True
     return host.endswith((".localhost", ".local", ".internal"))
 
 
-def _private_ip(ip):
-    if ":" in ip:
-        return ip in ("::1",) or ip.startswith(("fc", "fd", "fe80"))
-    a, b = (int(x) for x in ip.split(".")[:2])
-    return a == 172 and 16 <= b <= 31 or a == 100 and 64 <= b <= 127 or a == 198 and b in (18, 19)
+_GO_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
 
 
 def _local_ips():
+    """routes.go isLocalIP: every address of every interface, read now (interfaces come and go): IPv4 from the
+    kernel's local routes (/proc/net/fib_trie), IPv6 from /proc/net/if_inet6; the hostname's addresses elsewhere."""
+    ips = set()
     try:
-        return set(socket.gethostbyname_ex(socket.gethostname())[2])
+        with open("/proc/net/fib_trie", encoding="ascii") as f:
+            last = None
+            for line in f:
+                part = line.split()
+                if len(part) >= 2 and part[0] in ("|--", "+--"):
+                    last = part[1]
+                elif "/32 host LOCAL" in line and last:
+                    ips.add(last)
     except OSError:
-        return set()
+        pass
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                ips.add(str(ipaddress.IPv6Address(int(line.split()[0], 16))))
+    except (OSError, ValueError, IndexError):
+        pass
+    if not ips:
+        try:
+            ips.update(socket.gethostbyname_ex(socket.gethostname())[2])
+        except OSError:
+            pass
+    return ips
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -120,9 +158,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ollama-emulator"
     sys_version = ""
     timeout = 120  # socket timeout: a stalled client cannot pin a thread forever
-    # Go's net package sets TCP_NODELAY on every TCP connection it creates, accepted ones included (net/tcpsock.go
-    # newTCPConn -> setNoDelay(true)); socketserver.StreamRequestHandler.setup() does the same when this is True.
-    disable_nagle_algorithm = True
+    v1 = None  # the /v1 writer (lab/emulator/openai.py) while a /v1 request runs its native handler
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler signature
@@ -137,20 +173,7 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return ""
 
-    def _request_done(self):
-        """The request's context ends: its runner reference goes back to the scheduler (sched.go processCompleted:
-        refCount down; idle -> expiry timer or unload). Go's net/http conn.serve cancels the request context
-        (w.cancelCtx) BEFORE w.finishRequest flushes the buffered response, so this runs before the last bytes of
-        a response are written; called again (no-op) when the handler returns."""
-        r, self._runner = getattr(self, "_runner", None), None
-        if r is not None:
-            self.server.app.sched.release(r)
-
-    def _start(self, status, ctype, length=None, extra=None, *, body=b"", final=True):
-        """Status line, headers and (when `final`) the whole body in ONE write: a response split into small writes
-        waits ~40 ms for the peer's delayed ACK on a kept-alive connection (issue 17)."""
-        if final:
-            self._request_done()
+    def _start(self, status, ctype, length=None, extra=None):
         self.send_response(status)
         if ctype:
             self.send_header("Content-Type", ctype)
@@ -159,10 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Ollama-Emulator-Now", go_time(self.server.app.clock.now_ns(), utc=False))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self._headers_buffer.append(b"\r\n")  # what end_headers() adds before it flushes on its own
-        data = b"".join(self._headers_buffer)
-        self._headers_buffer = []
-        self.wfile.write(data + body if body and self.command != "HEAD" else data)
+        self.end_headers()
 
     def send_response(self, code, message=None):
         self.log_request(code)
@@ -170,26 +190,39 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Date", self.date_time_string())
 
     def _json(self, status, obj):
+        if self.v1 is not None:  # a /v1 route: its writer rewrites the native answer (middleware/openai.go)
+            body = self.v1.write(status, obj)
+            self._start(status, self.v1.content_type(status), len(body))
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
         body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
-        self._start(status, "application/json; charset=utf-8", len(body), body=body)
+        self._start(status, "application/json; charset=utf-8", len(body))
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _error(self, status, message):
         self._json(status, {"error": message})
 
     def _text(self, status, text):
         body = text.encode()
-        self._start(status, "text/plain; charset=utf-8", len(body), body=body)
+        self._start(status, "text/plain; charset=utf-8", len(body))
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _stream_start(self):
-        self._start(200, "application/x-ndjson", extra={"Transfer-Encoding": "chunked"}, final=False)
+        ctype = self.v1.content_type(200) if self.v1 is not None else "application/x-ndjson"
+        self._start(200, ctype, extra={"Transfer-Encoding": "chunked"})
 
     def _chunk(self, obj):
-        data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace") + b"\n"
+        if self.v1 is not None:  # SSE events for a /v1 stream
+            data = self.v1.write(200, obj)
+        else:
+            data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace") + b"\n"
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
     def _stream_end(self):
-        self._request_done()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -247,13 +280,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         app = self.server.app
+        self.v1 = None  # one handler object serves every request of a kept-alive connection
         try:
             path = urlsplit(self.path).path
         except ValueError:
             path = self.path
         try:
             self.body = b""
-            self._runner = None
             if self.command in ("POST", "PUT", "PATCH", "DELETE") or self.headers.get("Content-Length"):
                 self.body = self._read_body()
         except _TooLarge:
@@ -268,14 +301,18 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            if app.loopback and not host_allowed(self.headers.get("Host", "")):
+            verdict = host_verdict(self.headers.get("Host", "")) if app.loopback else "ip"
+            if verdict is None:
                 self._start(403, None, 0)
+                return
+            if verdict == "name" and self.command == "OPTIONS":
+                self._start(204, None)
                 return
             origin = self.headers.get("Origin")
             if origin is not None and not origin_allowed(origin, app.origins):
                 self._start(403, None, 0)
                 return
-            methods = ROUTES.get(path)
+            methods = ROUTES.get(path) or v1.methods(path)
             if methods is None:
                 self._text(404, "404 page not found")
                 return
@@ -284,6 +321,9 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if path in NOT_IMPLEMENTED:
                 self._error(501, "not implemented by the ollama emulator")
+                return
+            if path.startswith("/v1/"):
+                self._v1(path)
                 return
             getattr(self, "h_" + path.strip("/").replace("/", "_").replace(".", "_") if path != "/" else "h_root")()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -296,6 +336,19 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def _v1(self, path):
+        """The OpenAI-compatible routes (routes.go GenerateRoutes, the /v1 lines): the middleware translates the
+        request (or answers a 400 itself), then the native handler runs with self.v1 rewriting what it writes
+        (lab/emulator/openai.py). Nothing else differs: no keep_alive, no num_ctx reach the scheduler."""
+        t = v1.translate(path, self.body)
+        if not isinstance(t, v1.Translation):
+            status, ctype, body = t
+            self._start(status, ctype, len(body))
+            self.wfile.write(body)
+            return
+        self.body, self.v1 = t.body, t.writer
+        getattr(self, "h_" + t.native_path.strip("/").replace("/", "_"))()
+
     # ---- simple endpoints ---------------------------------------------------------------------------------
     def h_root(self):
         self._text(200, "Ollama is running")
@@ -304,20 +357,27 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, {"version": VERSION})
 
     def h_api_tags(self):
-        """routes.go ListHandler: models sorted by modified_at, newest first; `[]` when empty."""
+        """routes.go ListHandler (server/model_list_cache.go buildModelListSummary): models sorted by modified_at,
+        newest first, `[]` when empty; details add the model's context_length and embedding_length, and the entry
+        ends with its capabilities (api.ListModelResponse, all three omitempty)."""
         app = self.server.app
         models = []
         for name, m in sorted(app.catalog.entries(), key=lambda x: (-x[1].modified_ns, x[0])):
-            models.append(
-                {
-                    "name": name,
-                    "model": name,
-                    "modified_at": go_time(m.modified_ns),
-                    "size": m.size,
-                    "digest": m.digest,
-                    "details": m.details(),
-                }
-            )
+            details = m.details()
+            for key, val in (("context_length", m.context_length), ("embedding_length", m.embedding_length)):
+                if val:
+                    details[key] = val
+            entry = {
+                "name": name,
+                "model": name,
+                "modified_at": go_time(m.modified_ns),
+                "size": m.size,
+                "digest": m.digest,
+                "details": details,
+            }
+            if m.capabilities:
+                entry["capabilities"] = list(m.capabilities)
+            models.append(entry)
         self._json(200, {"models": models})
 
     def h_api_ps(self):
@@ -347,9 +407,12 @@ class Handler(BaseHTTPRequestHandler):
         if not name:
             self._error(400, "model is required")
             return
-        display, m = self.server.app.catalog.get(name)
+        base = self._model_ref(name, 400, "model is required")
+        if base is None:
+            return
+        display, m = self.server.app.catalog.get(base)
         if m is None:
-            self._error(404, "model '%s' not found" % (display or name))
+            self._error(404, "model '%s' not found" % display)
             return
         arch = m.family.replace("-", "_")
         params = dict(m.parameters)
@@ -461,18 +524,31 @@ class Handler(BaseHTTPRequestHandler):
             runner_opts, auto, opts = self._model_options(m, req.get("options"))
             sreq = Request(m, display, runner_opts, auto, req.get("keep_alive"), self.aborted)
             r = app.sched.acquire(sreq)
-            self._runner = r  # released by _request_done()
             return r, opts
         except ScheduleError as e:
             self._error(e.status, e.message)
             return None, None
 
+    def _model_ref(self, raw, fallback_status, fallback_message):
+        """model_resolver.go parseAndValidateModelRef + routes.go writeModelRefParseError: the name to look up, or
+        None after answering 400 (both source suffixes; `invalid model name`) or the handler's own answer for an
+        empty/blank name. `:local` is split off; there is no cloud here, so a `:cloud` name is looked up as sent."""
+        try:
+            base, source = parse_model_ref(raw)
+        except ModelRefError as e:
+            if e.kind == "required":
+                self._error(fallback_status, fallback_message)
+            else:
+                self._error(400, e.message)
+            return None
+        return raw.strip() if source == "cloud" else base
+
     def _lookup(self, req, empty_msg, empty_status):
         name = req.get("model") or ""
-        if not name:
-            self._error(empty_status, empty_msg)
+        base = self._model_ref(name, empty_status, empty_msg)
+        if base is None:
             return None, None
-        display, m = self.server.app.catalog.get(name)
+        display, m = self.server.app.catalog.get(base)
         if m is None:
             self._error(404, "model '%s' not found" % name)
             return None, None
@@ -493,7 +569,7 @@ class Handler(BaseHTTPRequestHandler):
         if chat:
             display, m = self._lookup(req, "model is required", 400)
         else:
-            display, m = self._lookup(req, "model '' not found", 404)
+            display, m = self._lookup(req, "model '%s' not found" % (req.get("model") or ""), 404)
         if m is None:
             return
         empty = not req.get("messages") if chat else not req.get("prompt")
@@ -519,7 +595,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._generate(req, chat, opts, base, t0)
         finally:
-            self._request_done()
+            app.sched.release(r)
 
     def _generate(self, req, chat, opts, base, t0):
         app = self.server.app
@@ -581,8 +657,8 @@ class Handler(BaseHTTPRequestHandler):
         if req is None:
             return
         name = req.get("model") or ""
-        if not name:
-            self._error(400, "model is required")
+        base = self._model_ref(name, 404, "model '%s' not found" % name)  # EmbedHandler's fallback
+        if base is None:
             return
         inp = req.get("input")
         if isinstance(inp, str):
@@ -594,7 +670,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(400, "invalid input type")
             return
-        display, m = app.catalog.get(name)
+        display, m = app.catalog.get(base)
         if m is None:
             self._error(404, 'model "%s" not found, try pulling it first' % name)
             return
@@ -616,7 +692,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
             self._json(200, out)
         finally:
-            self._request_done()
+            app.sched.release(r)
 
     def h_api_embeddings(self):
         """routes.go EmbeddingsHandler (legacy): {"embedding": [...]}; empty prompt loads only."""
@@ -625,7 +701,10 @@ class Handler(BaseHTTPRequestHandler):
         if req is None:
             return
         name = req.get("model") or ""
-        display, m = app.catalog.get(name) if name else (None, None)
+        base = self._model_ref(name, 400, "model is required")  # EmbeddingsHandler's fallback
+        if base is None:
+            return
+        display, m = app.catalog.get(base)
         if m is None:
             self._error(404, 'model "%s" not found, try pulling it first' % name)
             return
@@ -636,7 +715,7 @@ class Handler(BaseHTTPRequestHandler):
             prompt = req.get("prompt") or ""
             self._json(200, {"embedding": _embedding(m, prompt) if prompt else []})
         finally:
-            self._request_done()
+            app.sched.release(r)
 
 
 class _TooLarge(Exception):

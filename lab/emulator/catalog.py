@@ -1,6 +1,7 @@
 """The model catalogue (what /api/tags lists) and model-name parsing (types/model ParseName)."""
 
 import hashlib
+import json
 import threading
 
 from .gotime import NS, parse_go_time
@@ -120,6 +121,45 @@ def parse_name(s):
             return "%s:%s" % (model, tag)
         return "%s/%s:%s" % (ns, model, tag)
     return "%s/%s/%s:%s" % (host, ns, model, tag)
+
+
+class ModelRefError(ValueError):
+    """kind: "required" (modelref ErrModelRequired), "conflict" (ErrConflictingSourceSuffix) or "invalid"
+    (model.ErrUnqualifiedName); message: the error's text."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _source_suffix(raw):
+    """internal/modelref parseSourceSuffix: (base, source) where source is "local", "cloud" or None."""
+    idx = raw.rfind(":")
+    if idx >= 0:
+        suffix_raw = raw[idx + 1 :].strip()
+        suffix = suffix_raw.lower()
+        if suffix in ("cloud", "local"):
+            return raw[:idx], suffix
+        if "/" not in suffix_raw and suffix.endswith("-cloud"):
+            return raw[: idx + 1] + suffix_raw[: -len("-cloud")], "cloud"
+    return raw, None
+
+
+def parse_model_ref(raw):
+    """server/model_resolver.go parseAndValidateModelRef (internal/modelref ParseRef): surrounding spaces are
+    trimmed, empty is `model is required`, one `:local` or `:cloud` source suffix is split off (both is
+    `use either :local or :cloud, not both: "<raw>"`), and the rest must be a valid name (else `invalid model
+    name`). Returns (base, source)."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise ModelRefError("required", "model is required")
+    base, source = _source_suffix(raw)
+    if source is not None and _source_suffix(base)[1] is not None:
+        raise ModelRefError("conflict", "use either :local or :cloud, not both: %s" % json.dumps(raw))
+    if parse_name(base) is None:
+        raise ModelRefError("invalid", "invalid model name")
+    return base, source
 
 
 class Model:

@@ -241,7 +241,7 @@ def test_simple_endpoints(emu):
     }
     assert [m["modified_at"] for m in tags] == sorted((m["modified_at"] for m in tags), reverse=True)
     for m in tags:
-        assert list(m) == ["name", "model", "modified_at", "size", "digest", "details"]
+        assert list(m) == ["name", "model", "modified_at", "size", "digest", "details", "capabilities"]
         assert len(m["digest"]) == 64
 
 
