@@ -59,8 +59,15 @@ Emulator-only variables (never read by real Ollama):
 
 Emulator-only HTTP endpoints: GET /emulator/events -> {"events": [...]} (load, reload, unload, eviction, and
 `load_aborted` with reason `client_disconnected` when a cold load is aborted; aborted loads are NOT cold starts);
-DELETE /emulator/events clears it. Every response carries `X-Ollama-Emulator-Now` (emulated RFC 3339 time), which
-the CLI's `ps`/`list` commands use as "now" so their relative times match the emulated clock.
+DELETE /emulator/events clears it. Every response (any route, any status, /v1 included) carries the header
+`X-Ollama-Emulator-Now`: the emulated clock at the time of the response, RFC 3339 with nanoseconds in the server's
+zone like `expires_at`. A client comparing `expires_at` with "now" must use this header, not its own clock (with
+OLLAMA_EMULATOR_TIME_SCALE > 1 the two drift apart at once); the CLI's `ps`/`list` do, and
+tests/emulator/test_emu_http_rules.py::test_emulated_now_header checks it.
+
+OpenAI-compatible API (openai.py): POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models and
+/v1/models/{model} on the same port (client base URL `http://HOST:PORT/v1`, any API key); see openai.py for what
+reaches the scheduler (no keep_alive, no num_ctx) and what is not imitated.
 
 Deviations from upstream (deliberate, see the behaviour doc for the real rules):
   - one emulated GPU; no OOM/retry (`evictAllAndWait`) and no automatic num_ctx step-down on OOM;
@@ -69,8 +76,9 @@ Deviations from upstream (deliberate, see the behaviour doc for the real rules):
     for the Origin header only (no preflight answers);
   - /api/ps entries whose expires_at fall in the same second keep load order (Go's map order is random);
   - bodies over OLLAMA_EMULATOR_MAX_BODY get 413 (gin has no limit);
-  - /api/push, /api/create, /api/copy, /api/blobs and the OpenAI /v1 routes answer 501 (routes exist so the
-    method checks give 405 like upstream).
+  - /api/push, /api/create, /api/copy and /api/blobs answer 501 (routes exist so the method checks give 405 like
+    upstream); /v1/responses, /v1/messages and /v1/audio/transcriptions are not served (404);
+  - `:cloud` model names are looked up like any other tag (there is no cloud to proxy to).
 
 Resident memory: peak RSS = VmHWM from /proc/PID/status of the `serve` process (Python 3.11.7, x86_64), read after
 three loads and 200 simultaneous /api/ps connections (tests/emulator/test_emu_robust.py::
