@@ -479,8 +479,11 @@ def from_embed_request(req):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def unix_seconds(go_time_text):
-    """time.Time.Unix() of a native RFC 3339 timestamp (floor division, as Go's Unix for negative times too)."""
+def unix_seconds(go_time_text, default=0):
+    """time.Time.Unix() of a native RFC 3339 timestamp (floor division, as Go's Unix for negative times too).
+    A line without one (a streamed `{"error": ...}` line unmarshals with a zero time) gives `default`."""
+    if not isinstance(go_time_text, str):
+        return default
     return parse_go_time(go_time_text) // NS
 
 
@@ -558,7 +561,7 @@ class ChatWriter(Writer):
             return go_json(self.completion(r), newline=True)
         out = bytearray()
         if self.created is None:
-            self.created = unix_seconds(r["created_at"])
+            self.created = unix_seconds(r.get("created_at"))
         msg = r.get("message") or {}
         done = bool(r.get("done"))
         trailer = (
@@ -645,7 +648,7 @@ class ChatWriter(Writer):
         return {
             "id": self.id,
             "object": "chat.completion",
-            "created": unix_seconds(r["created_at"]),
+            "created": unix_seconds(r.get("created_at")),
             "model": r.get("model", ""),
             "system_fingerprint": "fp_ollama",
             "choices": [choice],
@@ -673,7 +676,7 @@ class CompleteWriter(Writer):
         chunk = {
             "id": self.id,
             "object": "text_completion",
-            "created": unix_seconds(r["created_at"]),
+            "created": unix_seconds(r.get("created_at")),
             "choices": self._choices(r),
             "model": r.get("model", ""),
             "system_fingerprint": "fp_ollama",
@@ -692,7 +695,7 @@ class CompleteWriter(Writer):
         return {
             "id": self.id,
             "object": "text_completion",
-            "created": unix_seconds(r["created_at"]),
+            "created": unix_seconds(r.get("created_at")),
             "model": r.get("model", ""),
             "system_fingerprint": "fp_ollama",
             "choices": self._choices(r),
@@ -735,7 +738,7 @@ class RetrieveWriter(Writer):
         obj = {
             "id": self.model,
             "object": "model",
-            "created": unix_seconds(r["modified_at"]),
+            "created": unix_seconds(r.get("modified_at")),
             "owned_by": namespace(self.model),
         }
         return go_json(obj, newline=True)

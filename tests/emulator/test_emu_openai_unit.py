@@ -490,3 +490,14 @@ def test_go_json_escapes_html():
     """Go encoding/json (json.Marshal / Encoder, HTML escaping on): <, > and & are written as \\u003c, \\u003e and
     \\u0026, non-ASCII as UTF-8."""
     assert v1.go_json({"a": "<b>&é"}) == '{"a":"\\u003cb\\u003e\\u0026é"}'.encode()
+
+
+def test_streamed_error_line_after_output_is_an_empty_chunk():
+    """middleware/openai.go ChatWriter.Write: once the status is 200, a native `{"error": ...}` stream line
+    (routes.go streamResponse after output started) is unmarshalled as a ChatResponse: it becomes a chunk with
+    empty content (and no model) and the error text is lost; no finish chunk, no [DONE] (it is not done)."""
+    w = v1.ChatWriter(stream=True, id_="chatcmpl-2")
+    first = events(w.write(200, chat_line("The")))
+    out = events(w.write(200, {"error": "an error was encountered while running the model"}))
+    empty = {"index": 0, "delta": {"content": ""}, "finish_reason": None}
+    assert out == [{**first[0], "model": "", "choices": [empty]}]
