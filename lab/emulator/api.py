@@ -158,6 +158,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ollama-emulator"
     sys_version = ""
     timeout = 120  # socket timeout: a stalled client cannot pin a thread forever
+    # Go's net package sets TCP_NODELAY on every TCP connection it creates, accepted ones included (net/tcpsock.go
+    # newTCPConn -> setNoDelay(true)); socketserver.StreamRequestHandler.setup() does the same when this is True.
+    disable_nagle_algorithm = True
     v1 = None  # the /v1 writer (lab/emulator/openai.py) while a /v1 request runs its native handler
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
@@ -173,7 +176,20 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return ""
 
-    def _start(self, status, ctype, length=None, extra=None):
+    def _request_done(self):
+        """The request's context ends: its runner reference goes back to the scheduler (sched.go processCompleted:
+        refCount down; idle -> expiry timer or unload). Go's net/http conn.serve cancels the request context
+        (w.cancelCtx) BEFORE w.finishRequest flushes the buffered response, so this runs before the last bytes of
+        a response are written; called again (no-op) when the handler returns."""
+        r, self._runner = getattr(self, "_runner", None), None
+        if r is not None:
+            self.server.app.sched.release(r)
+
+    def _start(self, status, ctype, length=None, extra=None, *, body=b"", final=True):
+        """Status line, headers and (when `final`) the whole body in ONE write: a response split into small writes
+        waits ~40 ms for the peer's delayed ACK on a kept-alive connection (issue 17)."""
+        if final:
+            self._request_done()
         self.send_response(status)
         if ctype:
             self.send_header("Content-Type", ctype)
@@ -182,7 +198,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Ollama-Emulator-Now", go_time(self.server.app.clock.now_ns(), utc=False))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")  # what end_headers() adds before it flushes on its own
+        data = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(data + body if body and self.command != "HEAD" else data)
 
     def send_response(self, code, message=None):
         self.log_request(code)
@@ -192,27 +211,21 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status, obj):
         if self.v1 is not None:  # a /v1 route: its writer rewrites the native answer (middleware/openai.go)
             body = self.v1.write(status, obj)
-            self._start(status, self.v1.content_type(status), len(body))
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            self._start(status, self.v1.content_type(status), len(body), body=body)
             return
         body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
-        self._start(status, "application/json; charset=utf-8", len(body))
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self._start(status, "application/json; charset=utf-8", len(body), body=body)
 
     def _error(self, status, message):
         self._json(status, {"error": message})
 
     def _text(self, status, text):
         body = text.encode()
-        self._start(status, "text/plain; charset=utf-8", len(body))
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self._start(status, "text/plain; charset=utf-8", len(body), body=body)
 
     def _stream_start(self):
         ctype = self.v1.content_type(200) if self.v1 is not None else "application/x-ndjson"
-        self._start(200, ctype, extra={"Transfer-Encoding": "chunked"})
+        self._start(200, ctype, extra={"Transfer-Encoding": "chunked"}, final=False)
 
     def _chunk(self, obj):
         if self.v1 is not None:  # SSE events for a /v1 stream
@@ -223,6 +236,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _stream_end(self):
+        self._request_done()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -287,6 +301,7 @@ class Handler(BaseHTTPRequestHandler):
             path = self.path
         try:
             self.body = b""
+            self._runner = None
             if self.command in ("POST", "PUT", "PATCH", "DELETE") or self.headers.get("Content-Length"):
                 self.body = self._read_body()
         except _TooLarge:
@@ -343,8 +358,7 @@ class Handler(BaseHTTPRequestHandler):
         t = v1.translate(path, self.body)
         if not isinstance(t, v1.Translation):
             status, ctype, body = t
-            self._start(status, ctype, len(body))
-            self.wfile.write(body)
+            self._start(status, ctype, len(body), body=body)
             return
         self.body, self.v1 = t.body, t.writer
         getattr(self, "h_" + t.native_path.strip("/").replace("/", "_"))()
@@ -524,6 +538,7 @@ class Handler(BaseHTTPRequestHandler):
             runner_opts, auto, opts = self._model_options(m, req.get("options"))
             sreq = Request(m, display, runner_opts, auto, req.get("keep_alive"), self.aborted)
             r = app.sched.acquire(sreq)
+            self._runner = r  # released by _request_done()
             return r, opts
         except ScheduleError as e:
             self._error(e.status, e.message)
@@ -595,7 +610,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._generate(req, chat, opts, base, t0)
         finally:
-            app.sched.release(r)
+            self._request_done()
 
     def _generate(self, req, chat, opts, base, t0):
         app = self.server.app
@@ -692,7 +707,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
             self._json(200, out)
         finally:
-            app.sched.release(r)
+            self._request_done()
 
     def h_api_embeddings(self):
         """routes.go EmbeddingsHandler (legacy): {"embedding": [...]}; empty prompt loads only."""
@@ -715,7 +730,7 @@ class Handler(BaseHTTPRequestHandler):
             prompt = req.get("prompt") or ""
             self._json(200, {"embedding": _embedding(m, prompt) if prompt else []})
         finally:
-            app.sched.release(r)
+            self._request_done()
 
 
 class _TooLarge(Exception):
