@@ -287,3 +287,14 @@ def test_ollama_client_still_works_beside_openai(emu, oc):
         assert oll.generate(model="llama3.2", prompt="x", options={"num_predict": 1}).response == "The"
         assert len(oll.embed(model="nomic-embed-text", input="x").embeddings) == 1
         assert "llama3.2:latest" in [m.model for m in oll.list().models]
+
+
+def test_completions_without_prompt_loads(emu, oc):
+    """openai.go FromCompleteRequest copies an empty prompt, and GenerateHandler treats an empty prompt as the
+    load request: /v1/completions with no prompt loads the model (finish_reason "load", zero usage) with
+    OLLAMA_KEEP_ALIVE, unlike /v1/chat/completions, which refuses empty messages."""
+    unload_all(emu)
+    c = oc.completions.create(model="llama3.2", prompt="", extra_body={"keep_alive": 0})
+    assert c.choices[0].finish_reason == "load" and c.choices[0].text == "" and c.usage.total_tokens == 0
+    wait_for(lambda: 120 < expires_in(emu, "llama3.2:latest") <= 300)
+    assert [e["event"] for e in events(emu)] == ["load"]
