@@ -13,7 +13,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_HOME := /var/lib/keepwarm-lab/ansible-home
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps apt venv demo test lint unit sanity molecule collection agent bench bench-smoke lab-up lab-down lab-status test-real-ollama clean
+.PHONY: help deps apt venv demo test lint unit sanity core-matrix molecule collection agent bench bench-smoke lab-up lab-down lab-status test-real-ollama clean
 
 help:
 	@echo "make demo        install, boot the 3-host lab, converge it with site.yml and print the fleet table"
@@ -68,6 +68,9 @@ unit: venv
 
 sanity: venv
 	tools/sanity.sh
+
+core-matrix: venv
+	$(PY) tools/core_matrix.py
 
 collection: venv agent
 	$(PY) tools/build_collection.py --out dist

@@ -22,6 +22,9 @@ timed make --no-print-directory lint VENV="$VENV"
 step "build the agent zipapp and the collection artifact"
 timed make --no-print-directory collection VENV="$VENV"
 
+step "ansible-core matrix: module units, ansible-doc, role argument specs on each supported ansible-core"
+timed "$VENV/bin/python" tools/core_matrix.py
+
 step "ansible-test sanity and units"
 timed tools/sanity.sh
 

@@ -24,6 +24,8 @@ description:
     reported in RV(conflicts), with which one wins.
   - The write is atomic, the file gets mode C(0644), and the task reports a change only when the bytes
     change. It does not reload systemd or restart the service; notify a handler for that.
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:

@@ -44,6 +44,8 @@ description:
   - With O(state=unloaded), unloads the runner serving the model (C(keep_alive=0) on C(/api/generate), which
     unloads without loading, for any model), including when it was loaded under another tag of the same blob.
   - Forever is sent as the JSON number C(-1); upstream answers the string C("-1") with a 400 error.
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
 author:
   - keepwarm maintainers (@keepwarm)
 extends_documentation_fragment:

@@ -29,6 +29,8 @@ description:
     runner's manifest digest to start with it (C(digest) problem otherwise); anything else after C(@) is refused.
   - A model that is loading right now is not in C(/api/ps) until its load finishes (server/sched.go), and
     C(/api/ps) answers at once meanwhile; such a model is reported C(missing) with that hint, never waited for.
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
 author:
   - keepwarm maintainers (@keepwarm)
 extends_documentation_fragment:

@@ -18,6 +18,8 @@ description:
     (the unit was changed but the service was not restarted), and the keep-alive the server really uses
     after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (C(1d) is silently read as 5m).
   - Reading another user's C(/proc/<pid>/environ) needs root (C(become)).
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:
