@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from ._client import OllamaClient
 from ._config import Config, ModelSpec
@@ -141,24 +141,24 @@ class Keeper:
         self.log = log
         self.jobs: Dict[str, _Job] = {}
         self._last_load: Optional[_Job] = None
-        self._keys: Dict[str, Tuple[float, Optional[str]]] = {}  # model name -> (when, runner key)
 
     # ---- name resolution (rulebook: names.find_runner, runner_key from /api/show) ----
 
     def _runner_key(self, name: str) -> Optional[str]:
-        now = time.monotonic()
-        hit = self._keys.get(name.lower())
-        if hit is not None and now - hit[0] < RUNNER_KEY_TTL:
+        """The scheduler's key for `name` (rulebook `names.runner_key` of its /api/show), kept RUNNER_KEY_TTL s in the
+        state so `once` asks the server only when a name it has not resolved lately shows up."""
+        now = time.time()
+        hit = self.state.runner_keys.get(name.lower())
+        if hit is not None and now - float(hit[0]) < RUNNER_KEY_TTL:
             return hit[1]
-        key: Optional[str] = None
         try:
             show = self.client.show(name)
-            key = rule_names.runner_key(show=show, name=None) if show is not None else None
+            key = rule_names.runner_key(show=show) if show is not None else None
         except ServerUnreachable:
             raise
         except HeartbeatError:
             key = None
-        self._keys[name.lower()] = (now, key)
+        self.state.runner_keys[name.lower()] = [now, key]
         return key
 
     def find(self, ps: List[Dict[str, Any]], spec: ModelSpec) -> Optional[Dict[str, Any]]:
@@ -243,6 +243,9 @@ class Keeper:
                     job = next((j for j in finished if j.spec.key == r.spec.key), None)
                     if job is not None and job.error is not None:
                         r.error = job.error
+                lost = next((j.error for j in finished if isinstance(j.error, ServerUnreachable)), None)
+                if lost is not None:
+                    return self._finish(result, lost, counts_before, start)
             self._verify(result, ps, now_ns, final=wait)
         except HeartbeatError as exc:  # /api/ps (or /api/show) failed mid-beat: the whole beat reports it
             return self._finish(result, exc, counts_before, start)
@@ -552,6 +555,7 @@ class Keeper:
         client, state, log = self.client, self.state, self.log
         gets = client.counts.get("GET", 0) - counts_before.get("GET", 0)
         posts = client.counts.get("POST", 0) - counts_before.get("POST", 0)
+        shows = (client.counts.get("SHOW", 0) - counts_before.get("SHOW", 0)) or None
         duration = time.monotonic() - start
         if error is not None:
             result.error = error
@@ -560,7 +564,7 @@ class Keeper:
             fields: Dict[str, Any] = {"action": "beat", "result": "error", "exit": error.exit_code, "error": error.kind}
             if isinstance(error, ServerUnreachable):
                 fields.update(attempts=error.attempts, retry_seconds=error.elapsed)
-            log(**fields, gets=gets, posts=posts, duration=duration, message=str(error))
+            log(**fields, gets=gets, posts=posts, shows=shows, duration=duration, message=str(error))
             return result
         pinned = sum(1 for r in result.models if r.pinned or r.pending)
         failed = sum(1 for r in result.models if r.error is not None)
@@ -577,6 +581,7 @@ class Keeper:
                 loading=self._inflight(result) or None,
                 gets=gets,
                 posts=posts,
+                shows=shows,
                 duration=duration,
             )
         return result

@@ -90,7 +90,7 @@ class OllamaClient:
         self.load_timeout = load_timeout
         self.retry_budget = retry_budget
         self.sleep = sleep
-        self.counts: Dict[str, int] = {"GET": 0, "POST": 0}
+        self.counts: Dict[str, int] = {"GET": 0, "POST": 0, "SHOW": 0}
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(request_timeout, connect=min(request_timeout, 3.0)),
@@ -109,13 +109,13 @@ class OllamaClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _attempt(self, method: str, path: str, body: Optional[Dict[str, Any]], budget: float) -> Answer:
+    def _attempt(self, method: str, path: str, body: Optional[Dict[str, Any]], budget: float, kind: str) -> Answer:
         """One request with a total deadline of `budget` seconds (headers, then the body chunk by chunk)."""
         start = time.monotonic()
         deadline = start + budget
         timeout = httpx.Timeout(budget, connect=min(budget, self.request_timeout, 3.0))
         request = self._client.build_request(method, path, json=body, timeout=timeout)
-        self.counts[method] = self.counts.get(method, 0) + 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         resp = self._client.send(request, stream=True)
         try:
             chunks = []
@@ -127,7 +127,10 @@ class OllamaClient:
         finally:
             resp.close()
 
-    def _send(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, load: bool = False) -> Answer:
+    def _send(
+        self, method: str, path: str, body: Optional[Dict[str, Any]] = None, load: bool = False, kind: str = ""
+    ) -> Answer:
+        """`kind` names the counter (default the method; /api/show counts as SHOW, not as a repair POST)."""
         start = time.monotonic()
         delay = 0.25
         attempt = 0
@@ -135,7 +138,7 @@ class OllamaClient:
         while True:
             attempt += 1
             try:
-                answer = self._attempt(method, path, body, budget)
+                answer = self._attempt(method, path, body, budget, kind or method)
                 if answer.status not in RETRY_STATUSES:
                     return answer
                 error = f"HTTP {answer.status}: {_error_text(answer)}"
@@ -188,7 +191,7 @@ class OllamaClient:
 
     def show(self, name: str) -> Optional[Dict[str, Any]]:
         """`POST /api/show` (server/routes.go `ShowHandler`): the model's details, None when it is not pulled."""
-        resp = self._send("POST", "/api/show", {"model": name})
+        resp = self._send("POST", "/api/show", {"model": name}, kind="SHOW")
         if resp.status == 404:
             return None
         if resp.status != 200:

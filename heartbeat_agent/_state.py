@@ -76,6 +76,12 @@ def _shape_error(data: object) -> Optional[str]:
     loaded = data.get("loaded", [])
     if not isinstance(loaded, list) or not all(isinstance(n, str) for n in loaded):
         return "loaded is not a list of names"
+    keys = data.get("runner_keys", {})
+    if not isinstance(keys, dict) or not all(
+        isinstance(v, list) and len(v) == 2 and _is_number(v[0]) and (v[1] is None or isinstance(v[1], str))
+        for v in keys.values()
+    ):
+        return "runner_keys is not an object of [time, key] pairs"
     models = data.get("models")
     if not isinstance(models, dict):
         return "models is not an object"
@@ -107,6 +113,7 @@ class State:
         self.models: Dict[str, Dict[str, Any]] = {}
         self.last_success: Optional[float] = None
         self.loaded: List[str] = []  # /api/ps names at the end of the previous beat
+        self.runner_keys: Dict[str, List[Any]] = {}  # model name -> [unix time, runner key from /api/show]
         self.warning: Optional[str] = None
         if not path:
             self.warning = "no state directory (STATE_DIRECTORY, metrics_path or HOME): no memory between runs"
@@ -126,6 +133,7 @@ class State:
         self.models = {str(k): dict(v) for k, v in data["models"].items()}
         self.last_success = float(data["last_success"]) if data.get("last_success") is not None else None
         self.loaded = list(data.get("loaded", []))
+        self.runner_keys = {str(k): list(v) for k, v in data.get("runner_keys", {}).items()}
 
     def model(self, key: str) -> Dict[str, Any]:
         entry = self.models.setdefault(key, {})
@@ -143,6 +151,7 @@ class State:
             "version": STATE_VERSION,
             "last_success": self.last_success,
             "loaded": self.loaded,
+            "runner_keys": self.runner_keys,
             "models": self.models,
         }
         write_atomic(self.path, json.dumps(data, sort_keys=True, indent=1) + "\n", mode=0o600)
