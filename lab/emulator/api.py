@@ -695,7 +695,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             load_ns = app.clock.now_ns() - t0
-            vecs = [_embedding(m, s) for s in inputs]
+            vecs = [_embedding(m, s, req.get("dimensions") or 0) for s in inputs]
             out = {"model": req.get("model"), "embeddings": vecs}
             if inputs:
                 out.update(
@@ -752,8 +752,12 @@ def _done(base, chat, reason):
     return d
 
 
-def _embedding(m, text):
+def _embedding(m, text, dimensions=0):
+    """A deterministic unit vector for `text`; routes.go EmbedHandler: 0 < dimensions < length truncates it to
+    `dimensions` values and normalizes again."""
     dim = min(m.embedding_length, 4096)
+    if 0 < dimensions < dim:
+        dim = dimensions
     seed = hashlib.sha256(text.encode("utf-8", "replace")).digest()
     vals = []
     while len(vals) < dim:

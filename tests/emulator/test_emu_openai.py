@@ -298,3 +298,17 @@ def test_completions_without_prompt_loads(emu, oc):
     assert c.choices[0].finish_reason == "load" and c.choices[0].text == "" and c.usage.total_tokens == 0
     wait_for(lambda: 120 < expires_in(emu, "llama3.2:latest") <= 300)
     assert [e["event"] for e in events(emu)] == ["load"]
+
+
+def test_embeddings_dimensions(emu, oc):
+    """EmbeddingsMiddleware passes `dimensions` to EmbedHandler, which truncates each normalized vector to that many
+    values and normalizes again (routes.go EmbedHandler); 0 or a value >= the length leaves it whole."""
+    full = call(emu, "POST", "/v1/embeddings", {"model": "nomic-embed-text", "input": "alpha"}).json()
+    full = full["data"][0]["embedding"]
+    short = oc.embeddings.create(model="nomic-embed-text", input="alpha", dimensions=8, encoding_format="float")
+    vec = short.data[0].embedding
+    assert len(vec) == 8 and sum(v * v for v in vec) == pytest.approx(1.0, abs=1e-5)
+    scale = sum(v * v for v in full[:8]) ** 0.5
+    assert vec == pytest.approx([v / scale for v in full[:8]], abs=1e-5)
+    big = call(emu, "POST", "/api/embed", {"model": "nomic-embed-text", "input": "alpha", "dimensions": 10**6}).json()
+    assert big["embeddings"][0] == full
