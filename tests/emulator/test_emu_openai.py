@@ -312,3 +312,30 @@ def test_embeddings_dimensions(emu, oc):
     assert vec == pytest.approx([v / scale for v in full[:8]], abs=1e-5)
     big = call(emu, "POST", "/api/embed", {"model": "nomic-embed-text", "input": "alpha", "dimensions": 10**6}).json()
     assert big["embeddings"][0] == full
+
+
+def test_v1_num_ctx_rules_with_forever_default():
+    """sched.go needsReload compares the runner options after resolving the automatic num_ctx: a runner loaded with
+    an explicit num_ctx EQUAL to the automatic one is reused by /v1 (no reload, the pin stays); a different one is
+    reloaded, and with OLLAMA_KEEP_ALIVE=-1 the reloaded runner is pinned again (nil keep_alive -> the default)."""
+    e = start_emulator(OLLAMA_KEEP_ALIVE="-1", OLLAMA_EMULATOR_TIME_SCALE="60", **FAST)
+    try:
+        with openai.OpenAI(base_url=e.url + "/v1", api_key="k", max_retries=0, timeout=30) as c:
+            c.chat.completions.create(model="llama3.2", messages=USER_HI, max_tokens=1)
+            auto = ps_map(e)["llama3.2:latest"]["context_length"]
+            call(e, "POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})
+            wait_for(lambda: not ps_map(e))
+            call(e, "DELETE", "/emulator/events")
+            body = {"model": "llama3.2", "keep_alive": "1h", "options": {"num_ctx": auto}}
+            assert call(e, "POST", "/api/generate", body).status == 200
+            c.chat.completions.create(model="llama3.2", messages=USER_HI, max_tokens=1)
+            wait_for(lambda: 3000 < expires_in(e, "llama3.2:latest") <= 3600)  # reused: keeps its 1h session
+            assert [ev["event"] for ev in events(e)] == ["load"]
+            body["options"]["num_ctx"] = auto // 2
+            assert call(e, "POST", "/api/generate", body).status == 200  # explicit, different: reload (1h)
+            c.chat.completions.create(model="llama3.2", messages=USER_HI, max_tokens=1)
+            assert ps_map(e)["llama3.2:latest"]["context_length"] == auto
+            wait_for(lambda: parse_time(ps_map(e)["llama3.2:latest"]["expires_at"]) > FAR_FUTURE)
+            assert [ev["event"] for ev in events(e) if ev["event"] != "unload"] == ["load", "reload", "reload"]
+    finally:
+        e.stop()
