@@ -45,4 +45,10 @@ options:
       - C(false) never uses a proxy.
     type: bool
     default: true
+  ca_path:
+    description:
+      - A PEM file of CA certificates to verify the server's certificate with (a private CA in front of Ollama),
+        instead of the system trust store. Used only with C(https) and O(validate_certs=true).
+      - A path that is not a readable file fails the module before any request, naming the path.
+    type: path
 """

@@ -31,6 +31,7 @@ CONNECTION_ARGSPEC = dict(
     validate_certs=dict(type="bool", default=True),
     headers=dict(type="dict", no_log=True),
     use_proxy=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
 )
 
 
@@ -69,6 +70,16 @@ def check_url(url):
             % (redact_url(url) if "://" in url else shown, shown or "127.0.0.1:11434")
         )
     return url.rstrip("/")
+
+
+def check_ca_path(ca_path):
+    """ca_path as given (None: the system trust store); a path that is not a readable file is refused by name, before
+    any request (urllib would otherwise report it as a TLS failure of the server)."""
+    if ca_path is None:
+        return None
+    if not os.path.isfile(ca_path) or not os.access(ca_path, os.R_OK):
+        raise OllamaError("ca_path %r is not a readable file of PEM CA certificates" % ca_path)
+    return ca_path
 
 
 def redact_url(url):
@@ -180,13 +191,22 @@ class OllamaClient:
     """Talks to one Ollama server. Every method raises OllamaError with the endpoint and the cause."""
 
     def __init__(
-        self, url=DEFAULT_URL, timeout=30.0, validate_certs=True, headers=None, opener=None, *, use_proxy=True
+        self,
+        url=DEFAULT_URL,
+        timeout=30.0,
+        validate_certs=True,
+        headers=None,
+        opener=None,
+        *,
+        use_proxy=True,
+        ca_path=None,
     ):
         self.url = check_url(url)
         self.display_url = redact_url(self.url)
         self.timeout = timeout
         self.validate_certs = validate_certs
         self.headers = dict(headers or {})
+        self.ca_path = check_ca_path(ca_path)
         self._open = opener or open_url
         self.proxy, self.proxy_variable = proxy_for(self.url) if use_proxy else (None, None)
 
@@ -217,6 +237,7 @@ class OllamaClient:
                 validate_certs=self.validate_certs,
                 follow_redirects="safe",
                 use_proxy=self.proxy is not None,
+                ca_path=self.ca_path,
             )
             raw = resp.read()
         except HTTPError as exc:
@@ -305,6 +326,7 @@ def client_for(module):
             params["validate_certs"],
             params["headers"],
             use_proxy=params.get("use_proxy", True),
+            ca_path=params.get("ca_path"),
         )
     except OllamaError as exc:
         module.fail_json(msg=str(exc))
