@@ -113,3 +113,33 @@ def test_override_refuses_keep_alive_integers_ollama_transforms(ansible_module, 
                          interpreter=PY38)  # fmt: skip
     assert run.failed and ("wraps around" in run.result["msg"] or "5m default" in run.result["msg"]), run
     assert list(dest.iterdir()) == []
+
+
+def test_override_enforces_root_ownership_of_the_dropin(ansible_module, tmp_path):
+    """A drop-in (or its directory) another user can write lets that user add ExecStartPre=+... (runs as root)."""
+    import os
+    import stat
+
+    sd = tmp_path / "systemd"
+    args = {"systemd_dir": str(sd), "keep_alive": -1}
+    first = ansible_module("ollama_override", args, interpreter=PY38)
+    assert first.changed, first
+    path = sd / "ollama.service.d" / "zz-keepwarm.conf"
+    os.chown(path, 1000, 1000)
+    os.chmod(path.parent, 0o777)
+    fixed = ansible_module("ollama_override", args, interpreter=PY38)
+    assert not fixed.failed and fixed.changed, fixed
+    assert len(fixed.result["ownership_fixed"]) == 2  # the file's owner, the directory's mode
+    st, dst = path.stat(), path.parent.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
+    assert stat.S_IMODE(dst.st_mode) & 0o022 == 0
+    again = ansible_module("ollama_override", args, interpreter=PY38)
+    assert not again.changed, again
+
+
+def test_override_refuses_a_name_with_a_trailing_newline(ansible_module, tmp_path):
+    sd = tmp_path / "systemd"
+    run = ansible_module("ollama_override", {"systemd_dir": str(sd), "environment": {"OLLAMA_DEBUG\n": "1"}},
+                         interpreter=PY38)  # fmt: skip
+    assert run.failed and "name" in run.result["msg"] and "Traceback" not in run.stdout + run.stderr, run
+    assert not sd.exists()

@@ -39,40 +39,44 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import (
     validate_env_uint,
 )
 
-# envconfig/config.go AsMap() and the accessors next to it; value kinds drive validation.
+# Every OLLAMA_* variable upstream HEAD reads through envconfig/config.go (ollama/ollama fb30760, August 2026), with
+# the accessor's type: "duration" (KeepAlive, LoadTimeout), "uint" (Uint, Uint64: strconv.ParseUint), "bool" (Bool,
+# BoolWithDefault: strconv.ParseBool, anything else is true), "host" (Host), "origins" (AllowedOrigins), "loglevel"
+# (LogLevel: ParseBool, then ParseInt), "string" (String, Var, Models, Remotes). Nothing test-only belongs here:
+# names such as the emulator's OLLAMA_EMULATOR_* get the "not a variable Ollama reads" warning like any other.
+# Not read any more (removed upstream): OLLAMA_INTEL_GPU, OLLAMA_MULTIUSER_CACHE, OLLAMA_NEW_ENGINE, OLLAMA_TMPDIR.
 KNOWN_VARIABLES = {
+    "OLLAMA_AUTH": "bool",  # UseAuth
     "OLLAMA_CONTEXT_LENGTH": "uint",
-    "OLLAMA_DEBUG": "any",
+    "OLLAMA_DEBUG": "loglevel",
+    "OLLAMA_DEBUG_LOG_REQUESTS": "bool",
+    "OLLAMA_EDITOR": "string",
     "OLLAMA_FLASH_ATTENTION": "bool",
-    "OLLAMA_GPU_OVERHEAD": "uint",
+    "OLLAMA_GO_TEMPLATE": "bool",
+    "OLLAMA_GPU_OVERHEAD": "uint",  # Uint64
     "OLLAMA_HOST": "host",
-    "OLLAMA_INTEL_GPU": "bool",
+    "OLLAMA_IGPU_ENABLE": "bool",  # EnableIntegratedGPU (BoolWithDefault)
     "OLLAMA_KEEP_ALIVE": "duration",
-    "OLLAMA_KV_CACHE_TYPE": "any",
-    "OLLAMA_LLM_LIBRARY": "any",
+    "OLLAMA_KV_CACHE_TYPE": "string",
+    "OLLAMA_LLM_LIBRARY": "string",
     "OLLAMA_LOAD_TIMEOUT": "duration",
     "OLLAMA_MAX_LOADED_MODELS": "uint",
     "OLLAMA_MAX_QUEUE": "uint",
-    "OLLAMA_MODELS": "any",
-    "OLLAMA_MULTIUSER_CACHE": "bool",
-    "OLLAMA_NEW_ENGINE": "bool",
+    "OLLAMA_MAX_TRANSFER_STREAMS": "uint",
+    "OLLAMA_MODELS": "string",
+    "OLLAMA_NO_CLOUD": "bool",  # NoCloudEnv
     "OLLAMA_NOHISTORY": "bool",
     "OLLAMA_NOPRUNE": "bool",
     "OLLAMA_NUM_PARALLEL": "uint",
     "OLLAMA_ORIGINS": "origins",
-    "OLLAMA_REMOTES": "any",
+    "OLLAMA_REMOTES": "string",
     "OLLAMA_SCHED_SPREAD": "bool",
-    "OLLAMA_TMPDIR": "any",
-    "OLLAMA_VULKAN": "bool",
-    # keepwarm's emulator (the lab/emulator package), not upstream
-    "OLLAMA_EMULATOR_TIME_SCALE": "any",
-    "OLLAMA_EMULATOR_CATALOG": "any",
-    "OLLAMA_EMULATOR_VRAM": "uint",
+    "OLLAMA_VULKAN": "bool",  # EnableVulkan (BoolWithDefault)
 }
 
 # strconv.ParseBool: anything else is read as true by envconfig Bool (config.go)
 _GO_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would also match before a trailing newline
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 DEFAULT_SYSTEMD_DIR = "/etc/systemd/system"
@@ -361,11 +365,15 @@ def unit_sources(unit, systemd_dir=DEFAULT_SYSTEMD_DIR, search_dirs=None):
 
 
 def effective_assignments(sources, override=None):
-    """Replay Environment=/EnvironmentFile= of ``sources`` in order.
+    """Replay Environment=/EnvironmentFile=/UnsetEnvironment= of ``sources`` in order.
 
     ``override`` maps a path to replacement text (the drop-in as it will be; ``None`` = absent). Returns
     ``(assignments, resets, final)``: every assignment ``{variable, path, value, line}`` in order, the
     ``(path, line)`` of every empty ``Environment=`` reset, and the winning assignment per variable.
+    ``UnsetEnvironment=NAME`` (or ``NAME=VALUE``, which unsets only that value) removes a variable from the final
+    environment wherever it appears, since systemd applies it last (src/core/execute.c build_environment, then
+    ``strv_env_delete`` of the unset list); it is recorded as an assignment with ``unset: True`` and ``value: None``.
+    An empty ``UnsetEnvironment=`` resets the list.
     """
     override = override or {}
     paths = list(sources)
@@ -375,7 +383,7 @@ def effective_assignments(sources, override=None):
     # keep systemd's order: unit file first, then drop-ins sorted by file name
     unit_files = [p for p in paths if not os.path.dirname(p).endswith(".d")]
     dropins = sorted((p for p in paths if os.path.dirname(p).endswith(".d")), key=os.path.basename)
-    assignments, resets, env_files = [], [], []
+    assignments, resets, env_files, unsets = [], [], [], []
     final = {}
     for path in unit_files[:1] + dropins:
         text = override[path] if path in override else _read(path)
@@ -398,6 +406,11 @@ def effective_assignments(sources, override=None):
                     env_files = []
                 else:
                     env_files.append((path, line, value))
+            elif key == "UnsetEnvironment":
+                if value == "":
+                    unsets = []
+                else:
+                    unsets.extend((path, line, word) for word in split_words_cunescape(value))
     # EnvironmentFile= is read after Environment= and wins over it (src/core/execute.c build_environment)
     for path, line, value in env_files:
         target = value[1:] if value.startswith("-") else value
@@ -405,25 +418,52 @@ def effective_assignments(sources, override=None):
             entry = {"variable": name, "path": target, "value": val, "line": line, "via": path}
             assignments.append(entry)
             final[name] = entry
+    for path, line, word in unsets:
+        name, has_value, val = word.partition("=")
+        current = final.get(name)
+        if current is None or (has_value and current["value"] != val):
+            continue
+        entry = {"variable": name, "path": path, "value": None, "line": line, "unset": True}
+        assignments.append(entry)
+        del final[name]
     return assignments, resets, final
 
 
+def masked_by(own_path, sources):
+    """The drop-in of the same file name that systemd reads instead of ``own_path`` (a higher-priority directory such
+    as ``/etc/systemd/system.control`` or ``/run/systemd/system``: systemd.unit(5) "drop-in"), or None.
+    ``sources`` comes from ``unit_sources``, which keeps only the highest-priority file of each name."""
+    name = os.path.basename(own_path)
+    for path in sources:
+        if os.path.dirname(path).endswith(".d") and os.path.basename(path) == name and path != own_path:
+            return path
+    return None
+
+
 def find_conflicts(own_path, variables, sources, own_text):
-    """Every other unit line or drop-in that sets one of ``variables``, with ``wins`` = it beats ours."""
-    assignments, resets, final = effective_assignments(sources, {own_path: own_text})
+    """Every other unit line or drop-in that sets, unsets or masks one of ``variables``, with ``wins`` = it beats
+    ours. ``unset`` marks an ``UnsetEnvironment=`` entry; ``masked`` a same-named drop-in that hides ours."""
+    masking = masked_by(own_path, sources)
+    assignments, resets, final = effective_assignments(sources, {} if masking else {own_path: own_text})
     conflicts = []
+    if masking and own_text is not None:
+        for name in sorted(variables):
+            conflicts.append(
+                {"variable": name, "path": masking, "line": None, "value": None, "wins": True, "masked": True}
+            )
     for entry in assignments:
         if entry["variable"] not in variables or entry["path"] == own_path:
             continue
-        conflicts.append(
-            {
-                "variable": entry["variable"],
-                "path": entry["path"],
-                "line": entry["line"],
-                "value": entry["value"],
-                "wins": final.get(entry["variable"]) is entry,
-            }
-        )
+        conflict = {
+            "variable": entry["variable"],
+            "path": entry["path"],
+            "line": entry["line"],
+            "value": entry["value"],
+            "wins": entry.get("unset", False) or final.get(entry["variable"]) is entry,
+        }
+        if entry.get("unset"):
+            conflict["unset"] = True
+        conflicts.append(conflict)
     if own_text is not None:
         for path, line in resets:
             if path == own_path:

@@ -22,8 +22,15 @@ description:
   - The default file name C(zz-keepwarm.conf) sorts after C(override.conf) (what C(systemctl edit) writes),
     so its assignments win. Every other unit line or drop-in that sets one of the same variables is
     reported in RV(conflicts), with which one wins.
-  - The write is atomic, the file gets mode C(0644), and the task reports a change only when the bytes
-    change. It does not reload systemd or restart the service; notify a handler for that.
+  - Also reported, each with a warning, are C(UnsetEnvironment=) lines in any drop-in, which remove the variable
+    whatever the file order (systemd applies them last), and a drop-in of the same file name in a directory that
+    systemd reads instead of O(systemd_dir) (C(/etc/systemd/system.control), C(/run/systemd/system.control),
+    C(/run/systemd/transient), C(/run/systemd/generator.early)), which hides keepwarm's file completely
+    (RV(masked_by)).
+  - The write is atomic and the file gets mode C(0644) and, when the module runs as root, owner and group
+    C(root); the drop-in directory is made C(root)-owned and not writable by others, since whoever can write a
+    drop-in can add C(ExecStartPre=+...) commands that run as root. A wrong mode or owner is a change. It does
+    not reload systemd or restart the service; notify a handler for that.
 requirements:
   - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
 author:
@@ -51,18 +58,25 @@ options:
       - An integer (seconds; negative means forever, for example C(-1)) or a Go duration string such as
         C(-1m), C(30m), C(1h30m), C(1.5h), or an integer string such as C("-1") or C("10").
       - Refused, with the reason, are values Ollama silently replaces by 5m, for example C(forever), C(1d),
-        C(5 m), C(1e3), an empty string and booleans.
+        C(5 m), C(1e3), an empty string and booleans, and integers Ollama turns into something else
+        (envconfig/config.go C(KeepAlive)). Above 9,223,372,036 seconds, C(time.Duration(n\) * time.Second)
+        wraps around int64 (C(18446744074) becomes 0.29 s), and beyond the int64 range
+        (C(99999999999999999999)) the value is the 5m default. The same rules apply to C(OLLAMA_LOAD_TIMEOUT)
+        given in O(environment).
     type: raw
   max_loaded_models:
     description:
       - Value of C(OLLAMA_MAX_LOADED_MODELS), a global cap on loaded models. C(0) means automatic.
-      - Must be a whole number of at least 0; Ollama ignores C(-1) or text with only a log line.
+      - Must be a whole number from 0 to 18446744073709551615 (C(strconv.ParseUint)); Ollama ignores C(-1), text
+        or a larger number with only a log line. The same applies to the other unsigned variables in
+        O(environment) (C(OLLAMA_NUM_PARALLEL), C(OLLAMA_MAX_QUEUE), C(OLLAMA_CONTEXT_LENGTH), ...).
     type: raw
   environment:
     description:
       - Other variables to set, for example C(OLLAMA_NUM_PARALLEL) or C(OLLAMA_CONTEXT_LENGTH).
-      - Known C(OLLAMA_*) variables are validated with Ollama's rules; an unknown C(OLLAMA_*) name gives a
-        warning that names the closest known one.
+      - Known C(OLLAMA_*) variables (the ones upstream's envconfig/config.go reads, with their types) are
+        validated with Ollama's rules; an unknown C(OLLAMA_*) name gives a warning that names the closest known
+        one. Names must be letters, digits and C(_) (a trailing newline is refused, not a traceback).
       - O(keep_alive) and O(max_loaded_models) must not be repeated here.
     type: dict
     default: {}
@@ -119,7 +133,9 @@ content:
 conflicts:
   description:
     - Other unit lines, drop-ins or environment files that set one of the same variables.
-    - C(wins) is true when that assignment beats the drop-in's (a later file name, or C(EnvironmentFile=)).
+    - C(wins) is true when that assignment beats the drop-in's (a later file name, C(EnvironmentFile=), an
+      C(UnsetEnvironment=) line (C(unset) true, C(value) null), or a same-named drop-in that masks keepwarm's
+      (C(masked) true)).
   returned: always
   type: list
   elements: dict
@@ -129,6 +145,11 @@ conflicts:
       line: 3
       value: 10m
       wins: false
+masked_by:
+  description: The same-named drop-in systemd reads instead of RV(path), or null.
+  returned: always
+  type: str
+  sample: /run/systemd/system.control/ollama.service.d/zz-keepwarm.conf
 diff:
   description: Before and after text of the drop-in.
   returned: when diff mode is on
@@ -145,6 +166,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
     UnitValueError,
     find_conflicts,
+    masked_by,
     parse_environment_value,
     parse_unit_text,
     render_dropin,
@@ -212,6 +234,41 @@ def environment_read_back(text):
     return env
 
 
+def _as_root():
+    return os.geteuid() == 0
+
+
+def ownership_problems(path):
+    """What is wrong with the owner or mode of the drop-in and its directory (root runs only): a list of texts."""
+    found = []
+    if not _as_root():
+        return found
+    folder = os.path.dirname(path)
+    for target, mode in ((folder, None), (path, 0o644)):
+        try:
+            st = os.stat(target)
+        except OSError:
+            continue
+        if st.st_uid != 0 or st.st_gid != 0:
+            found.append("%s is owned by uid %d gid %d, not root" % (target, st.st_uid, st.st_gid))
+        if mode is not None and (st.st_mode & 0o7777) != mode:
+            found.append("%s has mode %04o, not %04o" % (target, st.st_mode & 0o7777, mode))
+        if mode is None and st.st_mode & 0o022:
+            found.append("%s is writable by group or others (mode %04o)" % (target, st.st_mode & 0o7777))
+    return found
+
+
+def fix_ownership(path):
+    if not _as_root():
+        return
+    folder = os.path.dirname(path)
+    os.chown(folder, 0, 0)
+    os.chmod(folder, os.stat(folder).st_mode & 0o7777 & ~0o022)
+    if os.path.exists(path):
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
+
+
 def write_atomic(module, path, data):
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
@@ -249,13 +306,16 @@ def run(module):
         text = render_dropin(env, header=HEADER)
         after = to_bytes(text)
         mode_ok = before is None or (os.stat(path).st_mode & 0o7777) == 0o644
-        changed = before != after or not mode_ok
+        owner_problems = ownership_problems(path) if before is not None else []
+        changed = before != after or not mode_ok or bool(owner_problems)
     else:
         text, after = None, None
+        owner_problems = []
         changed = before is not None
 
     sources = unit_sources(p["unit"], p["systemd_dir"])
     conflicts = find_conflicts(path, set(name for name, _text in env), sources, text)
+    masking = masked_by(path, sources)
 
     if changed and not module.check_mode:
         try:
@@ -263,6 +323,7 @@ def run(module):
                 os.unlink(path)
             else:
                 write_atomic(module, path, after)
+                fix_ownership(path)
         except (IOError, OSError) as exc:
             module.fail_json(msg="cannot write %s: %s" % (path, to_native(exc)), path=path)
 
@@ -272,9 +333,24 @@ def run(module):
         environment=environment_read_back(text),
         content=text,
         conflicts=conflicts,
+        masked_by=masking,
     )
+    if owner_problems:
+        result["ownership_fixed"] = owner_problems
+    if masking and text is not None:
+        module.warn(
+            "%s masks %s: systemd reads the drop-in of the same name from the higher-priority directory and never "
+            "reads keepwarm's, so none of its variables take effect; remove or rename %s" % (masking, path, masking)
+        )
     for c in conflicts:
-        if c["wins"]:
+        if c.get("masked"):
+            continue
+        if c.get("unset"):
+            module.warn(
+                "UnsetEnvironment=%s in %s (line %s) removes %s from the service whatever the drop-in order: the "
+                "drop-in's value has no effect" % (c["variable"], c["path"], c["line"], c["variable"])
+            )
+        elif c["wins"]:
             module.warn(
                 "%s=%r from %s (line %s) wins over %s: the drop-in's value has no effect"
                 % (c["variable"], c["value"], c["path"], c["line"], path)

@@ -14,9 +14,14 @@ version_added: 0.1.0
 description:
   - Reads C(systemctl show) for the unit (C(ActiveState), C(MainPID), C(DropInPaths), C(Environment),
     C(NeedDaemonReload)) and the C(OLLAMA_*) variables of the running process from C(/proc/<pid>/environ).
-  - Reports C(restart_pending) when systemd's C(OLLAMA_*) variables differ from the running process's
-    (the unit was changed but the service was not restarted), and the keep-alive the server really uses
-    after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (C(1d) is silently read as 5m).
+  - Reports C(restart_pending) when the C(OLLAMA_*) variables a restart would give the process differ from the
+    running process's (the unit was changed but the service was not restarted), and the keep-alive the server
+    really uses after Ollama's own parse of C(OLLAMA_KEEP_ALIVE) (C(1d) is silently read as 5m).
+  - What a restart would give is built the way systemd builds a service's environment (src/core/execute.c
+    C(build_environment)), the manager's environment (C(systemctl set-environment), read with
+    C(systemctl show-environment)), then the unit's C(Environment=), then its C(EnvironmentFile=) files (read on
+    the host; a missing file with C(-) is skipped), minus C(UnsetEnvironment=). So values from an environment file
+    or the manager no longer make C(restart_pending) true forever.
   - Reading another user's C(/proc/<pid>/environ) needs root (C(become)).
 requirements:
   - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
@@ -90,8 +95,9 @@ needs_daemon_reload:
   sample: false
 restart_pending:
   description:
-    - True when the C(OLLAMA_*) variables in systemd's environment differ from the running process's, or
-      when unit files changed and systemd was not reloaded.
+    - True when the C(OLLAMA_*) variables a restart would give the service (manager environment, C(Environment=),
+      C(EnvironmentFile=), minus C(UnsetEnvironment=)) differ from the running process's, or when unit files
+      changed and systemd was not reloaded.
   returned: always
   type: bool
   sample: false
@@ -144,6 +150,7 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import keep_alive_report
 from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
+    parse_environment_file,
     parse_proc_environ,
     parse_show,
     parse_show_environment,
@@ -151,12 +158,75 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
 )
 
 ARGUMENT_SPEC = dict(unit=dict(type="str", default="ollama.service"))
-PROPERTIES = ("LoadState", "ActiveState", "MainPID", "DropInPaths", "Environment", "NeedDaemonReload")
+PROPERTIES = (
+    "LoadState",
+    "ActiveState",
+    "MainPID",
+    "DropInPaths",
+    "Environment",
+    "EnvironmentFiles",
+    "UnsetEnvironment",
+    "NeedDaemonReload",
+)
 
 
-def build_facts(show, proc_env):
-    """Facts from parsed ``systemctl show`` output and the process environment dict (None if unreadable)."""
+def environment_file_paths(show_text):
+    """``EnvironmentFiles=`` lines of ``systemctl show`` (one per file: ``PATH (ignore_errors=yes|no)``)."""
+    paths = []
+    for line in show_text.splitlines():
+        if line.startswith("EnvironmentFiles="):
+            value = line[len("EnvironmentFiles=") :].strip()
+            path = value.rsplit(" (ignore_errors=", 1)[0].strip()
+            if path:
+                paths.append(path)
+    return paths
+
+
+def read_environment_files(paths):
+    """``{name: value}`` from the files in order (later files win); unreadable files are skipped."""
+    env = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except (IOError, OSError):
+            continue
+        for name, val in parse_environment_file(text):
+            env[name] = val
+    return env
+
+
+def parse_manager_environment(text):
+    """``systemctl show-environment``: one ``NAME=value`` per line, values shell-quoted when needed."""
+    env = {}
+    for line in (text or "").splitlines():
+        words = split_shell_quoted(line)
+        if words and "=" in words[0]:
+            name, _sep, val = words[0].partition("=")
+            env[name] = val
+    return env
+
+
+def expected_environment(show, manager_env=None, file_env=None):
+    """The environment a restart would give the service: manager, then Environment=, then EnvironmentFile=, minus
+    UnsetEnvironment= (src/core/execute.c build_environment)."""
+    env = dict(manager_env or {})
+    env.update(parse_show_environment(show.get("Environment", "")))
+    env.update(file_env or {})
+    for word in split_shell_quoted(show.get("UnsetEnvironment", "")):
+        name, has_value, val = word.partition("=")
+        if name in env and (not has_value or env[name] == val):
+            del env[name]
+    return env
+
+
+def build_facts(show, proc_env, manager_env=None, file_env=None):
+    """Facts from parsed ``systemctl show`` output and the process environment dict (None if unreadable).
+
+    ``manager_env`` is ``systemctl show-environment`` as a dict, ``file_env`` the unit's EnvironmentFile= contents.
+    """
     env = dict(parse_show_environment(show.get("Environment", "")))
+    expected = expected_environment(show, manager_env, file_env)
     try:
         pid = int(show.get("MainPID") or 0)
     except ValueError:
@@ -167,7 +237,7 @@ def build_facts(show, proc_env):
         process_env = dict((k, v) for k, v in proc_env.items() if k.startswith("OLLAMA_"))
     reasons = []
     if process_env is not None and pid:
-        wanted = dict((k, v) for k, v in env.items() if k.startswith("OLLAMA_"))
+        wanted = dict((k, v) for k, v in expected.items() if k.startswith("OLLAMA_"))
         for name in sorted(set(wanted) | set(process_env)):
             if wanted.get(name) != process_env.get(name):
                 reasons.append(
@@ -179,7 +249,7 @@ def build_facts(show, proc_env):
     if process_env is not None and pid:
         raw, source = process_env.get("OLLAMA_KEEP_ALIVE"), "process"
     else:
-        raw, source = env.get("OLLAMA_KEEP_ALIVE"), "systemd"
+        raw, source = expected.get("OLLAMA_KEEP_ALIVE"), "systemd"
     keep_alive = keep_alive_report(raw)
     keep_alive["source"] = source
     return dict(
@@ -225,7 +295,10 @@ def main():
     proc_env = read_proc_environ(pid) if pid else {}
     if pid and proc_env is None:
         module.warn("cannot read /proc/%d/environ (run with become: true); restart_pending is not checked" % pid)
-    facts = build_facts(show, proc_env)
+    rc_env, manager_out, _err = module.run_command([systemctl, "show-environment"], environ_update={"LC_ALL": "C"})
+    manager_env = parse_manager_environment(manager_out) if rc_env == 0 else {}
+    file_env = read_environment_files(environment_file_paths(out))
+    facts = build_facts(show, proc_env, manager_env, file_env)
     module.exit_json(changed=False, **facts)
 
 
