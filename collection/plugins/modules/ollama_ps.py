@@ -22,9 +22,9 @@ description:
     O(require_gpu)) and C(unexpected) (with O(allow_unlisted=false)) models, then fails with one message per
     offending model unless O(fail_on_problems=false).
   - A listed name is matched the way the server matches runners (by model blob, server/sched.go
-    C(schedulerModelKey)). C(llama3.2:3b) is served by a loaded C(llama3.2:latest) when both tags share a blob, which the module
-    learns from C(POST /api/show) (C(FROM <blob>) in its modelfile) only for names with no loaded runner of the
-    same name.
+    C(schedulerModelKey)). C(llama3.2:3b) is served by a loaded C(llama3.2:latest) when both tags share a
+    blob, which the module learns from C(POST /api/show) (C(FROM <blob>) in its modelfile) only for names with no
+    loaded runner of the same name.
   - A name with a digest (C(llama3.2@sha256:a80c4f17acd5), 12 to 64 hex digits) also requires the loaded
     runner's manifest digest to start with it (C(digest) problem otherwise); anything else after C(@) is refused.
   - A model that is loading right now is not in C(/api/ps) until its load finishes (server/sched.go), and
