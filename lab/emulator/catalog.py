@@ -87,40 +87,58 @@ DEFAULT_CATALOG = [
     },
 ]
 
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_PART_EXTRA = {"host": "-_.:", "namespace": "-_", "model": "-_.", "tag": "-_."}
+_MISSING = "!MISSING!"  # types/model MissingPart: a part promised by its separator but empty (never valid)
+
+
+def _valid_part(kind, s):
+    """types/model isValidPart: 1-80 characters (host 1-350), ASCII letters/digits/`_` first, then also the kind's
+    extra characters (host `-_.:`, namespace `-_`, model and tag `-_.`)."""
+    if not 1 <= len(s) <= (350 if kind == "host" else 80):
+        return False
+    ok = [c.isascii() and (c.isalnum() or c in _PART_EXTRA[kind]) for c in s]
+    return all(ok) and (s[0] == "_" or (s[0].isascii() and s[0].isalnum()))
+
+
+def _cut_promised(s, sep):
+    """types/model cutPromised: split at the last `sep`; an empty side of a present separator is MissingPart."""
+    i = s.rfind(sep)
+    if i < 0:
+        return s, "", False
+    return s[:i] or _MISSING, s[i + len(sep) :] or _MISSING, True
 
 
 def parse_name(s):
-    """types/model ParseName + DisplayShortest: `llama3.2` -> `llama3.2:latest`, default host/namespace dropped.
-    Returns None for an invalid name."""
-    if not isinstance(s, str) or not s or "@" in s:
-        s = s.split("@", 1)[0] if isinstance(s, str) else s
-        if not s:
-            return None
-    name, tag = s, "latest"
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = name.rsplit(":", 1)
-    parts = name.split("/")
-    if len(parts) > 3 or not tag:
+    """types/model ParseName (ParseNameBare merged with the defaults registry.ollama.ai/library/...:latest) and
+    IsValid, then DisplayShortest: `llama3.2` -> `llama3.2:latest`, the default host/namespace dropped
+    (case-insensitively). Returns None for an invalid name. A `@digest` suffix is dropped first (keepwarm's
+    clients split and check digests themselves)."""
+    if not isinstance(s, str):
         return None
-    host, ns = "registry.ollama.ai", "library"
-    if len(parts) == 3:
-        host, ns, model = parts
-    elif len(parts) == 2:
-        ns, model = parts
+    s = s.split("@", 1)[0]
+    tag = ""
+    if s.rfind(":") > s.rfind("/"):
+        s, tag, _ = _cut_promised(s, ":")
+    host = namespace = ""
+    s, model, promised = _cut_promised(s, "/")
+    if not promised:
+        model = s
     else:
-        model = parts[0]
-    for part in (ns, model, tag):
-        if not part or not set(part) <= _NAME_CHARS or not part[0].isalnum():
-            return None
-    if len(tag) > 80 or len(model) > 80:
+        s, namespace, promised = _cut_promised(s, "/")
+        if not promised:
+            namespace = s
+        else:
+            host = s.split("://", 1)[1] if "://" in s else s
+    host, namespace, tag = host or "registry.ollama.ai", namespace or "library", tag or "latest"
+    if not all(
+        _valid_part(k, v) for k, v in (("host", host), ("namespace", namespace), ("model", model), ("tag", tag))
+    ):
         return None
-    if host == "registry.ollama.ai":
-        if ns == "library":
-            return "%s:%s" % (model, tag)
-        return "%s/%s:%s" % (ns, model, tag)
-    return "%s/%s/%s:%s" % (host, ns, model, tag)
+    if host.lower() != "registry.ollama.ai":
+        return "%s/%s/%s:%s" % (host, namespace, model, tag)
+    if namespace.lower() != "library":
+        return "%s/%s:%s" % (namespace, model, tag)
+    return "%s:%s" % (model, tag)
 
 
 class ModelRefError(ValueError):

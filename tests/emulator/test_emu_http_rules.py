@@ -148,12 +148,24 @@ def test_blank_model(emu, path, body, expected, rule):
 
 
 @pytest.mark.parametrize("path", [G, C, E, ES, S])
-@pytest.mark.parametrize("name", ["bad name!", "a/b/c/d", "llama3.2:", "-leading-dash"])
+@pytest.mark.parametrize(
+    "name", ["bad name!", "a/b/c/d", "llama3.2:", ":7b", "-leading-dash", "ns.dot/model", "m\u00f6del", "m" * 81]
+)
 def test_invalid_model_name_is_400(emu, path, name):
-    """model_resolver.go parseAndValidateModelRef: a name that model.ParseName does not accept is
-    model.ErrUnqualifiedName, which writeModelRefParseError answers 400 `invalid model name` on every handler."""
+    """model_resolver.go parseAndValidateModelRef: a name that model.ParseName does not accept (types/model
+    isValidPart: ASCII letters, digits and `_` first, namespace without `.`, 1-80 characters; a separator with
+    nothing on one side is MissingPart) is model.ErrUnqualifiedName, which writeModelRefParseError answers 400
+    `invalid model name` on every handler."""
     r = call(emu, "POST", path, {"model": name, "prompt": "", "input": "x"})
     assert (r.status, r.json()) == (400, {"error": "invalid model name"})
+
+
+@pytest.mark.parametrize("name", ["_private", "m" * 80, "registry.example:5000/team/model:v1.2-rc_3"])
+def test_valid_unknown_name_is_not_found(emu, name):
+    """types/model isValidPart accepts `_` first, 80 characters, and a host with a port: such names pass
+    parseAndValidateModelRef and are simply not found (GenerateHandler 404 `model '<name>' not found`)."""
+    r = call(emu, "POST", G, {"model": name})
+    assert (r.status, r.json()) == (404, {"error": "model '%s' not found" % name})
 
 
 def test_conflicting_source_suffixes(emu):

@@ -29,7 +29,7 @@ description:
     else. C(/api/ps) does not show the runner's C(num_batch), C(num_gpu), C(main_gpu), C(use_mmap), C(num_thread),
     C(draft_num_predict) or context-shift setting, so a runner that a client loaded with other values of those is
     reloaded by the re-pin; RV(reload_unknown) lists them on every re-pin rather than claiming no reload.
-  - Loaded with a C(num_ctx) that differs from O(options.num_ctx) after the server's clamping means
+  - Loaded with a C(num_ctx) that differs from C(num_ctx) in O(options) after the server's clamping means
     RV(action=reload); the request carries the declared options and the server reloads the runner with them.
   - Not in C(/api/ps) means a load request; RV(load_seconds) reports how long it took. A model that another client
     is loading right now is not in C(/api/ps) either (it is listed only when its load finishes); the load request

@@ -83,7 +83,7 @@ def test_unknown_capabilities_fall_back_to_embed_on_the_capability_refusal(run_m
 
     fake_server.route("POST", "/api/embed", payload=embed)
     result = run_module(ollama_pin.main, dict(url=fake_server.url, name="nomic-embed-text"))
-    assert [p for p, _ in posts(fake_server)] == ["/api/generate", "/api/embed"]
+    assert [path for path, _body in posts(fake_server)] == ["/api/generate", "/api/embed"]
     assert result["endpoint"] == "/api/embed" and result["request"] == {"model": "nomic-embed-text", "keep_alive": -1}
 
 
@@ -115,7 +115,7 @@ def test_repin_sends_runner_context_and_workload_options_and_says_what_is_unknow
 def test_another_tag_of_the_loaded_blob_is_already_pinned(run_module, fake_server):
     fake_server.route("GET", "/api/ps", payload={"models": [ps_entry()]})
     fake_server.route("POST", "/api/show", payload=shows({"llama3.2:latest": show(), "llama3.2:3b": show()}))
-    for _ in range(2):
+    for _run in range(2):
         result = run_module(ollama_pin.main, dict(url=fake_server.url, name="llama3.2:3b"))
         assert result["changed"] is False and result["action"] == "none", result
         assert result["warnings"] == []
