@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import math
 import re
 import signal
@@ -18,10 +19,11 @@ from typing import Any, Dict, List, Optional, TextIO
 
 from . import __version__
 from ._config import ConfigError, GatewayConfig, build_config, parse_model_flag, read_config_file
+from ._proxy import Gateway
 
 __all__ = ["Logger", "main"]
 
-_BARE = re.compile(r"[A-Za-z0-9_.:/@+,=-]+", re.ASCII)
+_BARE = re.compile(r"[A-Za-z0-9_.:/@+,=\[\]-]+", re.ASCII)
 
 
 def _value(value: Any) -> str:
@@ -56,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON config: the heartbeat agent's format plus 'policy' per model and 'gateway'")
     p.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:11434)")
     p.add_argument("--upstream", help="Ollama's URL (default: the config's 'url', else http://127.0.0.1:11434)")
-    p.add_argument("--max-loaded-models", type=int, help="the server's OLLAMA_MAX_LOADED_MODELS (enables the evict rule)")
+    p.add_argument(
+        "--max-loaded-models", type=int, help="the server's OLLAMA_MAX_LOADED_MODELS (enables the evict rule)"
+    )
     p.add_argument(
         "--model",
         action="append",
@@ -126,7 +130,12 @@ def describe(cfg: GatewayConfig) -> Dict[str, Any]:
             {
                 "name": m.name,
                 "options": m.options,
-                "policy": {"keep_alive": m.keep_alive, "unload": m.unload, "options": m.options_policy, "evict": m.evict},
+                "policy": {
+                    "keep_alive": m.keep_alive,
+                    "unload": m.unload,
+                    "options": m.options_policy,
+                    "evict": m.evict,
+                },
             }
             for m in cfg.models
         ],
@@ -134,8 +143,6 @@ def describe(cfg: GatewayConfig) -> Dict[str, Any]:
 
 
 async def serve(cfg: GatewayConfig, log: Logger) -> int:
-    from ._proxy import Gateway
-
     gateway = Gateway(cfg, log)
     try:
         host, port = await gateway.start()
@@ -174,8 +181,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         log(event="config", result="error", field=exc.field, error=str(exc))
         return 2
     if args.check:
-        import json
-
         print(json.dumps(describe(cfg), indent=2))
         return 0
     return asyncio.run(serve(cfg, log))

@@ -156,7 +156,8 @@ def _policy(item: Dict[str, Any], field: str) -> Dict[str, str]:
         if key not in POLICY_CHOICES:
             raise ConfigError(f"{field}.policy.{key}", f"unknown policy (allowed: {', '.join(POLICY_CHOICES)})")
         if value not in POLICY_CHOICES[key]:
-            raise ConfigError(f"{field}.policy.{key}", f"must be one of {', '.join(POLICY_CHOICES[key])}, got {value!r}")
+            allowed = ", ".join(POLICY_CHOICES[key])
+            raise ConfigError(f"{field}.policy.{key}", f"must be one of {allowed}, got {value!r}")
         out[key] = value
     return out
 

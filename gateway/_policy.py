@@ -13,6 +13,7 @@ one it accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -91,8 +92,11 @@ def _plain(value: Any) -> Any:
 _FOLD_SPECIAL = {"\u212a": "k", "\u017f": "s"}  # Kelvin sign and long s fold to ASCII in Go's EqualFold
 
 
+@functools.lru_cache(maxsize=4096)
 def fold(key: str) -> str:
     """Go encoding/json's case-insensitive field match (simple Unicode folding)."""
+    if key.isascii():
+        return key.lower()
     return "".join(_FOLD_SPECIAL.get(c, c.lower() if len(c.lower()) == 1 else c) for c in key)
 
 
@@ -179,7 +183,7 @@ def decide(cfg: GatewayConfig, route: str, raw: bytes) -> Decision:
     if obj is None:
         return Decision("forward", None, None, ["pass.unreadable_body"])
     _present, model = _field(obj, "model")
-    if not isinstance(model, str) or not model:
+    if type(model) is not str or not model:  # a JSON number is a Num (str subclass)
         return Decision("forward", None, None, ["pass.no_model"])
     policy = cfg.policy_for(model)
     ka_present, ka_raw = _field(obj, "keep_alive")
@@ -190,7 +194,7 @@ def decide(cfg: GatewayConfig, route: str, raw: bytes) -> Decision:
         except duration.DurationError:
             return Decision("forward", model, policy, ["pass.invalid_keep_alive"])  # Ollama answers the 400
     if policy is None:
-        return _unpinned(cfg, flavour, handler, obj, model, ka_present and ka_raw is not None, ka_ns)
+        return _unpinned(cfg, (flavour, handler), obj, model, ka_ns)
     rules: List[str] = []
     changed = False
     details = []
@@ -280,13 +284,12 @@ def _rewrite_options(obj: Pairs, policy: ModelPolicy) -> Optional[Tuple[Pairs, L
     return obj, rules, details
 
 
-def _unpinned(
-    cfg: GatewayConfig, flavour: str, handler: str, obj: Pairs, model: str, ka_set: bool, ka_ns: Optional[int]
-) -> Decision:
+def _unpinned(cfg: GatewayConfig, route: Tuple[str, str], obj: Pairs, model: str, ka_ns: Optional[int]) -> Decision:
+    flavour, handler = route
     rules: List[str] = []
     body = None
     details = ""
-    if flavour == "ollama" and ka_set and ka_ns is not None:
+    if flavour == "ollama" and ka_ns is not None:
         is_unload = handler in ("generate", "chat") and ka_ns == 0 and _is_empty_prompt(obj, handler)
         new_ns = ka_ns
         if not is_unload:

@@ -1,21 +1,22 @@
-"""The reverse proxy: asyncio streams and h11 (pure-Python HTTP/1.1) on both sides.
+"""The reverse proxy: asyncio and h11 (pure-Python HTTP/1.1, no I/O of its own) on both sides.
 
 One task per client connection. A request on a policy route (_policy.POLICY_ROUTES) is read whole (a rewrite needs
 the JSON) up to ``max_body_bytes``; every other request body is streamed to Ollama as it arrives. Responses are
-forwarded event by event as h11 parses them (each NDJSON line or SSE event goes out when Ollama flushes it); nothing
-is buffered beyond one socket read. While Ollama works on a request, a watcher reads the client socket: EOF there
-aborts the upstream connection, which Ollama sees as the client going away (a cold load is aborted: llm/
-llama_server.go ``WaitUntilRunning``), exactly as if the client had talked to Ollama directly.
+forwarded as h11 parses them: whatever one socket read from Ollama brought (one NDJSON line or SSE event when Ollama
+flushes per token) goes to the client before the next read, so nothing is held back and nothing whole is buffered.
+When the client's side of the connection ends while Ollama works on its request, the upstream connection is aborted
+at once, which Ollama sees as the client going away (a cold load is aborted: llm/llama_server.go
+``WaitUntilRunning``), exactly as if the client had talked to Ollama directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from http import HTTPStatus
 import json
 import socket
 import time
+from http import HTTPStatus
 from typing import Any, Callable, List, Optional, Tuple
 
 import h11
@@ -24,6 +25,7 @@ from ._config import GatewayConfig
 from ._hosts import host_allowed
 from ._metrics import Metrics
 from ._policy import POLICY_ROUTES, Decision, decide, error_body
+from ._rules import names
 
 __all__ = ["Gateway"]
 
@@ -39,7 +41,8 @@ KNOWN_ROUTES = frozenset(
      "/api/delete", "/v1/models", "/metrics"} | set(POLICY_ROUTES)
 )  # fmt: skip
 _STATUSES = frozenset(int(s) for s in HTTPStatus)
-JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]
+JSON_HEADERS = [(b"Content-Type", b"application/json; charset=utf-8")]
+NOT_FORWARDED = ("pass", "unload.allow", "evict.allow", "evict.queue")
 
 
 def _raw(headers: Any) -> List[Tuple[bytes, bytes, bytes]]:
@@ -52,16 +55,32 @@ class UpstreamError(Exception):
 
 
 class ClientGone(Exception):
-    """The client disconnected while its request was in flight."""
+    """The client disconnected (or timed out) while its request was in flight."""
 
 
-def _nodelay(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _nodelay(transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+
+
+class _Reader(asyncio.StreamReader):
+    """A StreamReader that reports the end of the peer's stream at once (``on_eof``), without a pending read."""
+
+    on_eof: Optional[Callable[[], None]] = None
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        if self.on_eof is not None:
+            self.on_eof()
+
+    def set_exception(self, exc: BaseException) -> None:
+        super().set_exception(exc)
+        if self.on_eof is not None:
+            self.on_eof()
 
 
 class _Upstream:
@@ -78,13 +97,42 @@ class _Upstream:
         if transport is not None:
             transport.abort()
 
-    async def next_event(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self.reader.read(READ_SIZE)
-            self.conn.receive_data(data)
+
+class _Client:
+    """One client connection: its h11 state, its socket, and the timer that enforces header/idle timeouts."""
+
+    __slots__ = ("conn", "gone", "name", "reader", "timer", "upstream", "writer")
+
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter, max_header_bytes: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        peer = writer.get_extra_info("peername")
+        self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.gone = False
+        self.upstream: Optional[_Upstream] = None
+
+    def arm(self, seconds: float) -> None:
+        """(Re)start the timeout: when it fires the connection is dropped, as Go's ReadHeaderTimeout/IdleTimeout do."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self.writer.transport.abort)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def eof(self) -> None:
+        self.gone = True
+        if self.upstream is not None:
+            self.upstream.abort()
+
+    def send(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            self.writer.write(data)
 
 
 class Gateway:
@@ -100,8 +148,14 @@ class Gateway:
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
-        self.server = await asyncio.start_server(
-            self._client, self.cfg.listen_host, self.cfg.listen_port, backlog=1024, reuse_address=True
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            reader = _Reader(limit=READ_SIZE, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._client, loop=loop)
+
+        self.server = await loop.create_server(
+            factory, self.cfg.listen_host, self.cfg.listen_port, backlog=1024, reuse_address=True
         )
         sockname = self.server.sockets[0].getsockname()
         return sockname[0], sockname[1]
@@ -120,7 +174,7 @@ class Gateway:
             reader, writer = await asyncio.open_connection(self.cfg.upstream_host, self.cfg.upstream_port)
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.cfg.upstream}: {exc.strerror or exc}") from None
-        _nodelay(writer)
+        _nodelay(writer.transport)
         return _Upstream(reader, writer)
 
     async def _acquire(self) -> _Upstream:
@@ -141,24 +195,25 @@ class Gateway:
             up.abort()
 
     async def upstream_json(self, path: str) -> Any:
-        """GET a small JSON document from Ollama (used for /api/ps by the eviction rule)."""
+        """GET a small JSON document from Ollama (/api/ps for the eviction rule)."""
         for attempt in (0, 1):
             up = await self._acquire()
             try:
-                headers = [(b"host", self._authority), (b"accept", b"application/json")]
-                up.writer.write(up.conn.send(h11.Request(method="GET", target=path, headers=headers)))
-                up.writer.write(up.conn.send(h11.EndOfMessage()))
+                req = h11.Request(method="GET", target=path, headers=[(b"Host", self._authority)])
+                up.writer.write(up.conn.send(req) + up.conn.send(h11.EndOfMessage()))
                 chunks = []
                 status = 0
                 while True:
-                    event = await up.next_event()
-                    if isinstance(event, h11.Response):
+                    event = up.conn.next_event()
+                    if event is h11.NEED_DATA:
+                        up.conn.receive_data(await up.reader.read(READ_SIZE))
+                    elif isinstance(event, h11.Response):
                         status = event.status_code
                     elif isinstance(event, h11.Data):
                         chunks.append(event.data)
                     elif isinstance(event, h11.EndOfMessage):
                         break
-                    elif isinstance(event, h11.ConnectionClosed):
+                    else:
                         raise UpstreamError(f"{self.cfg.upstream}{path}: connection closed")
                 self._release(up)
                 if status != 200:
@@ -172,63 +227,60 @@ class Gateway:
         raise UpstreamError("unreachable")
 
     # ---- client connections ------------------------------------------------------------------------------------
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _nodelay(writer)
+    async def _client(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
+        _nodelay(writer.transport)
         self.metrics.open_connections += 1
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.cfg.max_header_bytes)
-        peer = writer.get_extra_info("peername")
-        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+        c = _Client(reader, writer, self.cfg.max_header_bytes)
         try:
             while True:
-                event = await self._read_request(conn, reader)
+                event = await self._read_request(c)
                 if not isinstance(event, h11.Request):
                     break
-                await self._handle(conn, reader, writer, event, client)
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                await self._handle(c, event)
+                if c.conn.our_state is not h11.DONE or c.conn.their_state is not h11.DONE or c.gone:
                     break
-                conn.start_next_cycle()
+                c.conn.start_next_cycle()
         except h11.RemoteProtocolError as exc:
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            if c.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint
-                try:
-                    body = f"{status} Bad Request".encode() if status == 400 else b""
-                    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
-                    writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-                    writer.write(conn.send(h11.Data(data=body)))
-                    writer.write(conn.send(h11.EndOfMessage()))
+                try:  # what Go's net/http answers to a request it cannot parse
+                    body = b"400 Bad Request" if status == 400 else b""
+                    hdrs = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Connection", b"close")]
+                    self._respond(c, status, body, hdrs)
                 except h11.LocalProtocolError:
                     pass
-        except (OSError, asyncio.TimeoutError, ClientGone, h11.LocalProtocolError):
+        except (OSError, ClientGone, h11.LocalProtocolError):
             pass
         finally:
+            c.disarm()
+            reader.on_eof = None
             self.metrics.open_connections -= 1
             try:
                 writer.close()
             except OSError:
                 pass
 
-    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+    async def _read_request(self, c: _Client) -> Any:
+        c.arm(self.cfg.idle_timeout)
         first = True
         while True:
-            event = conn.next_event()
+            event = c.conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            # idle timeout while nothing of the next request has arrived, header timeout once it has started
-            fresh = first and not conn.trailing_data[0]
-            timeout = self.cfg.idle_timeout if fresh else self.cfg.header_timeout
-            first = False
-            data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
-            conn.receive_data(data)
+            data = await c.reader.read(READ_SIZE)
+            if first:
+                c.arm(self.cfg.header_timeout)  # the request has started: the header timeout runs from here
+                first = False
+            c.conn.receive_data(data)
 
-    async def _read_body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Optional[bytes]:
+    async def _read_body(self, c: _Client) -> Optional[bytes]:
         """The whole request body, or None when it passes max_body_bytes."""
         chunks = []
         size = 0
         while True:
-            event = conn.next_event()
+            event = c.conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), self.cfg.header_timeout)
-                conn.receive_data(data)
+                c.conn.receive_data(await c.reader.read(READ_SIZE))
                 continue
             if isinstance(event, h11.Data):
                 size += len(event.data)
@@ -240,101 +292,91 @@ class Gateway:
             else:
                 raise ClientGone()
 
-    async def _respond(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        status: int,
-        body: bytes,
-        headers: Optional[List[Tuple[bytes, bytes]]] = None,
-        close: bool = False,
+    def _respond(
+        self, c: _Client, status: int, body: bytes, headers: Optional[List[Tuple[bytes, bytes]]] = None
     ) -> None:
-        hdrs = list(headers if headers is not None else JSON_HEADERS)
-        hdrs.append((b"content-length", b"%d" % len(body)))
-        if close:
-            hdrs.append((b"connection", b"close"))
+        hdrs = list(JSON_HEADERS if headers is None else headers)
+        hdrs.append((b"Content-Length", b"%d" % len(body)))
         reason = HTTPStatus(status).phrase.encode() if status in _STATUSES else b""
-        writer.write(conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason)))
+        data = c.conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason))
         if body:
-            writer.write(conn.send(h11.Data(data=body)))
-        writer.write(conn.send(h11.EndOfMessage()))
-        await writer.drain()
+            data += c.conn.send(h11.Data(data=body))
+        c.writer.write(data + c.conn.send(h11.EndOfMessage()))
 
-    async def _handle(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: h11.Request,
-        client: str,
-    ) -> None:  # fmt: skip
+    async def _handle(self, c: _Client, req: h11.Request) -> None:
         target = req.target.decode("latin-1")
         path = target.split("?", 1)[0]
-        method = req.method.decode("latin-1")
+        method = req.method
         route = path if path in KNOWN_ROUTES else "other"
         headers = req.headers
         if self.cfg.listen_is_loopback:
             host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
             if not host_allowed(host):
-                self.metrics.refusals["host"] = self.metrics.refusals.get("host", 0) + 1
-                self.log(event="refuse", rule="host", client=client, route=route, host=host, status=403)
-                await self._respond(conn, writer, 403, b"", headers=[], close=True)
+                self.metrics.refusal("host")
+                self.log(event="refuse", rule="host", client=c.name, route=route, host=host, status=403)
+                self._respond(c, 403, b"", [(b"Connection", b"close")])
                 return
-            if method == "OPTIONS" and not any(n == b"origin" for n, _v in headers):
-                await self._respond(conn, writer, 204, b"", headers=[])
-                await self._drain_body(conn, reader)
+            if method == b"OPTIONS" and not any(n == b"origin" for n, _v in headers):
+                self._respond(c, 204, b"", [])
+                await self._drain_body(c)
                 return
         if self._token is not None:
             auth = next((v for n, v in headers if n == b"authorization"), b"")
             if not hmac.compare_digest(auth, self._token):
                 self.metrics.refusal("auth")
-                self.log(event="refuse", rule="auth", client=client, route=route, status=401)
+                self.log(event="refuse", rule="auth", client=c.name, route=route, status=401)
                 body = error_body("openai" if path.startswith("/v1/") else "ollama", "unauthorized", 401)
-                hdrs = JSON_HEADERS + [(b"www-authenticate", b'Bearer realm="keepwarm-gateway"')]
-                await self._respond(conn, writer, 401, body, headers=hdrs, close=True)
+                hdrs = JSON_HEADERS + [
+                    (b"WWW-Authenticate", b'Bearer realm="keepwarm-gateway"'),
+                    (b"Connection", b"close"),
+                ]
+                self._respond(c, 401, body, hdrs)
                 return
-        if path == "/metrics" and method in ("GET", "HEAD"):
-            body = self.metrics.render()
-            await self._respond(conn, writer, 200, body, headers=[(b"content-type", b"text/plain; version=0.0.4")])
-            await self._drain_body(conn, reader)
+        if path == "/metrics" and method in (b"GET", b"HEAD"):
+            await self._drain_body(c)
+            self._respond(c, 200, self.metrics.render(), [(b"Content-Type", b"text/plain; version=0.0.4")])
             return
         length = next((v for n, v in headers if n == b"content-length"), None)
         if length is not None and int(length) > self.cfg.max_body_bytes:
-            self.metrics.refusal("body_size")
-            self.log(event="refuse", rule="body_size", client=client, route=route, bytes=int(length), status=413)
-            msg = f"keepwarm-gateway: request body of {int(length)} bytes exceeds max_body_bytes"
-            await self._respond(conn, writer, 413, error_body("ollama", msg, 413), close=True)
+            self._too_large(c, route, int(length))
             return
-        if conn.they_are_waiting_for_100_continue:
-            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        if method == "POST" and path in POLICY_ROUTES:
-            body = await self._read_body(conn, reader)
+        if c.conn.they_are_waiting_for_100_continue:
+            c.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if method == b"POST" and path in POLICY_ROUTES:
+            body = await self._read_body(c)
+            c.disarm()
             t0 = time.perf_counter()
             if body is None:
-                self.metrics.refusal("body_size")
-                self.log(event="refuse", rule="body_size", client=client, route=route, status=413)
-                msg = "keepwarm-gateway: request body exceeds max_body_bytes"
-                await self._respond(conn, writer, 413, error_body("ollama", msg, 413), close=True)
+                self._too_large(c, route, None)
                 return
             decision = decide(self.cfg, path, body)
             self.metrics.request(route, decision.model or "")
-            decision = await self._evict_rule(decision, path)
-            self._log_decision(decision, client, route)
+            if decision.action == "check_evict":
+                decision = await self._evict_rule(decision, path)
+            self._log_decision(decision, c.name, route)
             if decision.action == "refuse":
                 for rule in decision.rules:
                     self.metrics.refusal(rule)
-                extra = []
-                if decision.status == 503:
-                    extra = [(b"retry-after", b"%d" % self.cfg.retry_after)]
-                await self._respond(conn, writer, decision.status, decision.body or b"", headers=JSON_HEADERS + extra)
+                extra = [(b"Retry-After", b"%d" % self.cfg.retry_after)] if decision.status == 503 else []
+                self._respond(c, decision.status, decision.body or b"", JSON_HEADERS + extra)
                 return
             for rule in decision.rules:
-                if not rule.startswith("pass") and rule not in ("unload.allow", "evict.allow", "evict.queue"):
+                if not rule.startswith(NOT_FORWARDED):
                     self.metrics.rewrite(rule)
-            await self._forward(conn, reader, writer, req, decision.body if decision.body is not None else body, t0)
+            await self._forward(c, req, decision.body if decision.body is not None else body, t0)
             return
         self.metrics.request(route, "")
-        await self._forward(conn, reader, writer, req, None, time.perf_counter())
+        await self._forward(c, req, None, time.perf_counter())
 
-    async def _drain_body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> None:
-        if conn.their_state is h11.SEND_BODY:
-            await self._read_body(conn, reader)
+    def _too_large(self, c: _Client, route: str, length: Optional[int]) -> None:
+        self.metrics.refusal("body_size")
+        self.log(event="refuse", rule="body_size", client=c.name, route=route, bytes=length, status=413)
+        msg = f"keepwarm-gateway: request body larger than max_body_bytes ({self.cfg.max_body_bytes})"
+        self._respond(c, 413, error_body("ollama", msg, 413), JSON_HEADERS + [(b"Connection", b"close")])
+
+    async def _drain_body(self, c: _Client) -> None:
+        if c.conn.their_state is h11.SEND_BODY:
+            await self._read_body(c)
 
     def _log_decision(self, decision: Decision, client: str, route: str) -> None:
         self.log(
@@ -365,8 +407,6 @@ class Gateway:
                 loaded = (await self.upstream_json("/api/ps")).get("models") or []
             except (UpstreamError, AttributeError):
                 return forward  # Ollama will answer the request itself (or the forward fails with 502)
-            from ._rules import names
-
             key = names.name_key(decision.model)
             if any(names.name_key(m.get("name", "")) == key for m in loaded):
                 return forward
@@ -397,10 +437,7 @@ class Gateway:
                 body=error_body(flavour, msg, 503), status=503, details=f"pinned loaded: {victims}",
             )  # fmt: skip
 
-    async def _forward(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: h11.Request,
-        body: Optional[bytes], t0: float,
-    ) -> None:  # fmt: skip
+    async def _forward(self, c: _Client, req: h11.Request, body: Optional[bytes], t0: float) -> None:
         connection_tokens = set()
         for name, value in req.headers:
             if name == b"connection":
@@ -416,133 +453,124 @@ class Gateway:
             headers.append((raw_name, value))
         if body is not None:
             headers.append((b"Content-Length", b"%d" % len(body)))
-        added = 0.0
         up: Optional[_Upstream] = None
+        added = 0.0
         for attempt in (0, 1):
             try:
                 up = await self._acquire()
             except UpstreamError as exc:
-                await self._bad_gateway(conn, writer, req, str(exc))
+                self._bad_gateway(c, req, str(exc))
                 return
             try:
-                up.writer.write(up.conn.send(h11.Request(method=req.method, target=req.target, headers=headers)))
+                data = up.conn.send(h11.Request(method=req.method, target=req.target, headers=headers))
                 if body is not None:
                     if body:
-                        up.writer.write(up.conn.send(h11.Data(data=body)))
-                    up.writer.write(up.conn.send(h11.EndOfMessage()))
+                        data += up.conn.send(h11.Data(data=body))
+                    up.writer.write(data + up.conn.send(h11.EndOfMessage()))
                     added = time.perf_counter() - t0
-                    await up.writer.drain()
                 else:
+                    up.writer.write(data)
                     added = time.perf_counter() - t0
-                    await self._pipe_body(conn, reader, up)
+                    await self._pipe_body(c, up)
                 break
             except (OSError, h11.ProtocolError) as exc:
                 up.abort()
                 if attempt == 0 and up.reused and body is not None:
                     continue
-                await self._bad_gateway(conn, writer, req, f"{self.cfg.upstream}: {exc}")
+                self._bad_gateway(c, req, f"{self.cfg.upstream}: {exc}")
                 return
         assert up is not None
-        await self._relay_response(conn, reader, writer, req, up, body, headers, added)
+        await self._relay_response(c, req, up, added)
 
-    async def _pipe_body(self, conn: h11.Connection, reader: asyncio.StreamReader, up: _Upstream) -> None:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), self.cfg.header_timeout)
-                if not data:
-                    up.abort()
-                    raise ClientGone()
-                conn.receive_data(data)
-                continue
-            if isinstance(event, h11.Data):
-                up.writer.write(up.conn.send(h11.Data(data=event.data)))
-                await up.writer.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                up.writer.write(up.conn.send(h11.EndOfMessage()))
-                return
-            else:
-                up.abort()
-                raise ClientGone()
-
-    async def _bad_gateway(self, conn: h11.Connection, writer: asyncio.StreamWriter, req: h11.Request, why: str):
-        self.metrics.upstream_errors += 1
-        self.log(event="upstream_error", target=req.target.decode("latin-1"), error=why, status=502)
-        if conn.our_state is h11.SEND_RESPONSE:
-            msg = f"keepwarm-gateway: Ollama is not reachable: {why}"
-            await self._respond(conn, writer, 502, error_body("ollama", msg, 502), close=True)
-
-    async def _relay_response(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: h11.Request,
-        up: _Upstream, body: Optional[bytes], headers: List[Tuple[bytes, bytes]], added: float,
-    ) -> None:  # fmt: skip
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            try:
-                while True:
-                    data = await reader.read(READ_SIZE)
-                    if not data:
-                        break
-                    conn.receive_data(data)  # a pipelined next request: h11 keeps it for the next cycle
-            except OSError:
-                pass
-            gone = True
-            up.abort()
-
-        watcher = asyncio.ensure_future(watch())
-        started = False
+    async def _pipe_body(self, c: _Client, up: _Upstream) -> None:
+        c.arm(self.cfg.header_timeout)
         try:
             while True:
-                try:
-                    event = await up.next_event()
-                except (OSError, h11.ProtocolError) as exc:
-                    if gone:
-                        raise ClientGone() from None
-                    if not started:
-                        await self._bad_gateway(conn, writer, req, f"{self.cfg.upstream}: {exc}")
-                        return
-                    raise ClientGone() from None  # cut the client's response short: it sees the same as from Ollama
-                if gone:
-                    raise ClientGone()
-                if isinstance(event, h11.Response):
-                    t1 = time.perf_counter()
-                    out = [(raw, v) for raw, n, v in _raw(event.headers) if n not in HOP_BY_HOP]
-                    writer.write(conn.send(h11.Response(status_code=event.status_code, headers=out,
-                                                        reason=event.reason)))  # fmt: skip
-                    self.metrics.added_latency(added + time.perf_counter() - t1)
-                    started = True
-                elif isinstance(event, h11.Data):
-                    writer.write(conn.send(h11.Data(data=event.data)))
-                    await writer.drain()
-                elif isinstance(event, h11.EndOfMessage):
-                    writer.write(conn.send(h11.EndOfMessage()))
-                    await writer.drain()
-                    break
-                elif isinstance(event, h11.InformationalResponse):
-                    continue
-                else:  # ConnectionClosed before a response
-                    if gone:
+                event = c.conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await c.reader.read(READ_SIZE)
+                    if not data:
                         raise ClientGone()
-                    if not started:
-                        await self._bad_gateway(conn, writer, req, f"{self.cfg.upstream}: closed the connection")
-                        return
+                    c.conn.receive_data(data)
+                    c.arm(self.cfg.header_timeout)
+                elif isinstance(event, h11.Data):
+                    up.writer.write(up.conn.send(h11.Data(data=event.data)))
+                    await up.writer.drain()
+                elif isinstance(event, h11.EndOfMessage):
+                    up.writer.write(up.conn.send(h11.EndOfMessage()))
+                    return
+                else:
                     raise ClientGone()
         except ClientGone:
-            self.metrics.client_disconnects += 1 if gone else 0
-            if gone:
-                self.log(event="client_gone", target=req.target.decode("latin-1"), action="upstream_aborted")
-            up.abort()
-            raise
-        except (OSError, asyncio.CancelledError):
-            self.metrics.client_disconnects += 1
             up.abort()
             raise
         finally:
-            watcher.cancel()
-            try:
-                await watcher  # the connection's reader must be free before the next request is read
-            except asyncio.CancelledError:
-                pass
+            c.disarm()
+
+    def _bad_gateway(self, c: _Client, req: h11.Request, why: str) -> None:
+        self.metrics.upstream_errors += 1
+        self.log(event="upstream_error", target=req.target.decode("latin-1"), error=why, status=502)
+        if c.conn.our_state is h11.SEND_RESPONSE:
+            msg = f"keepwarm-gateway: Ollama is not reachable: {why}"
+            self._respond(c, 502, error_body("ollama", msg, 502), JSON_HEADERS + [(b"Connection", b"close")])
+
+    async def _relay_response(self, c: _Client, req: h11.Request, up: _Upstream, added: float) -> None:
+        c.upstream = up
+        c.reader.on_eof = c.eof
+        if c.reader.at_eof():
+            c.eof()
+        started = False
+        pending: List[bytes] = []
+        try:
+            while True:
+                event = up.conn.next_event()
+                if event is h11.NEED_DATA:
+                    if pending:  # hand over what has arrived before waiting for more (streaming stays live)
+                        c.writer.write(b"".join(pending))
+                        pending.clear()
+                        await c.writer.drain()
+                    try:
+                        data = await up.reader.read(READ_SIZE)
+                    except OSError:
+                        data = b""
+                    if c.gone:
+                        raise ClientGone()
+                    up.conn.receive_data(data)
+                elif isinstance(event, h11.Data):
+                    pending.append(c.conn.send(h11.Data(data=event.data)))
+                elif isinstance(event, h11.Response):
+                    t1 = time.perf_counter()
+                    out = [(raw, v) for raw, n, v in _raw(event.headers) if n not in HOP_BY_HOP]
+                    resp = h11.Response(status_code=event.status_code, headers=out, reason=event.reason)
+                    pending.append(c.conn.send(resp))
+                    self.metrics.added_latency(added + time.perf_counter() - t1)
+                    started = True
+                elif isinstance(event, h11.EndOfMessage):
+                    pending.append(c.conn.send(h11.EndOfMessage()))
+                    c.writer.write(b"".join(pending))
+                    await c.writer.drain()
+                    break
+                elif isinstance(event, h11.InformationalResponse):
+                    continue
+                else:  # ConnectionClosed: Ollama went away
+                    if not started:
+                        self._bad_gateway(c, req, f"{self.cfg.upstream}: closed the connection without a response")
+                        return
+                    raise ClientGone()  # cut the response short, as the client would see it from Ollama
+        except h11.RemoteProtocolError as exc:
+            up.abort()
+            if not started:
+                self._bad_gateway(c, req, f"{self.cfg.upstream}: {exc}")
+                return
+            raise ClientGone() from None
+        except (ClientGone, OSError, asyncio.CancelledError):
+            up.abort()
+            if c.gone:
+                self.metrics.client_disconnects += 1
+                self.log(event="client_gone", target=req.target.decode("latin-1"), action="upstream_aborted",
+                         client=c.name)  # fmt: skip
+            raise
+        finally:
+            c.reader.on_eof = None
+            c.upstream = None
         self._release(up)

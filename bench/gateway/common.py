@@ -1,0 +1,100 @@
+"""Helpers shared by the gateway benchmarks: free ports, process start/stop, load runs, percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def start(cmd: list, port: int, env: dict | None = None, log=subprocess.DEVNULL) -> subprocess.Popen:
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_port(port)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def request_bytes(method: str, path: str, body: dict | None = None) -> bytes:
+    data = b"" if body is None else json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: keepwarm-bench\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return head.encode() + b"\r\n" + data
+
+
+def load(port: int, request: bytes, concurrency: int, total: int, ttfb: bool = False) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".http", delete=False) as fh:
+        fh.write(request)
+        path = fh.name
+    try:
+        cmd = [PY, str(HERE / "loadgen.py"), f"127.0.0.1:{port}", path, str(concurrency), str(total)]
+        if ttfb:
+            cmd.append("--ttfb")
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=600).stdout
+    finally:
+        os.unlink(path)
+    return json.loads(out)
+
+
+def pct(values: list, p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
+def summary(run: dict) -> dict:
+    """p50/p99/mean/max in ms and requests per second of one load() run."""
+    lat = run["latencies"]
+    return {
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "mean_ms": sum(lat) / len(lat) * 1e3,
+        "max_ms": max(lat) * 1e3,
+        "rps": len(lat) / run["wall"],
+        "errors": run["errors"],
+        "n": len(lat),
+    }
