@@ -74,6 +74,8 @@ class ModelResult:
             "loaded": self.entry is not None,
             "pinned": self.pinned,
             "expiry_seconds": expiry_seconds,
+            # expires_at as Unix seconds (the metrics' keepwarm_model_expiry_timestamp_seconds); None when not loaded
+            "expires_at_seconds": None if self.expiry is None else self.expiry.epoch_ns / 1e9,
             "gpu": gpu,
         }
 

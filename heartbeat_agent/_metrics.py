@@ -28,7 +28,11 @@ def _num(value: float) -> str:
 
 
 def render_metrics(observations: List[Dict[str, Any]], state: State, up: bool, exit_code: int) -> str:
-    """Render the textfile. `observations`: per configured model {model, loaded, pinned, expiry_seconds, gpu}."""
+    """Render the textfile. `observations`: per configured model {model, loaded, pinned, expires_at_seconds, gpu}.
+
+    Names follow Prometheus conventions (checked with `promtool check metrics` in tests/monitoring): fractions end
+    in `_ratio`, points in time are `_timestamp_seconds` gauges (a dashboard or alert computes `X - time()`, which
+    stays right between scrapes), counters end in `_total`."""
     families = [
         (
             "keepwarm_model_pinned",
@@ -39,12 +43,19 @@ def render_metrics(observations: List[Dict[str, Any]], state: State, up: bool, e
         ),
         ("keepwarm_model_loaded", "gauge", "1 when /api/ps lists the model.", []),
         (
-            "keepwarm_model_expiry_seconds",
+            "keepwarm_model_expiry_timestamp_seconds",
             "gauge",
-            "Seconds until the model's keep-alive expires; +Inf when pinned forever, 0 when stopping or not loaded.",
+            "Unix time at which the model's keep-alive expires (expires_at from /api/ps; about 292 years ahead when "
+            "pinned forever); absent when the model is not loaded.",
             [],
         ),
-        ("keepwarm_model_gpu_fraction", "gauge", "size_vram / size from /api/ps (0 when not loaded or CPU only).", []),
+        (
+            "keepwarm_model_gpu_ratio",
+            "gauge",
+            "Share of the model in GPU memory, size_vram / size from /api/ps (1 all on GPU; 0 when not loaded or "
+            "CPU only).",
+            [],
+        ),
         (
             "keepwarm_model_last_load_seconds",
             "gauge",
@@ -76,10 +87,11 @@ def render_metrics(observations: List[Dict[str, Any]], state: State, up: bool, e
             continue
         rows["keepwarm_model_pinned"].append(f"keepwarm_model_pinned{{{lab}}} {int(bool(obs['pinned']))}")
         rows["keepwarm_model_loaded"].append(f"keepwarm_model_loaded{{{lab}}} {int(bool(obs['loaded']))}")
-        rows["keepwarm_model_expiry_seconds"].append(
-            f"keepwarm_model_expiry_seconds{{{lab}}} {_num(obs['expiry_seconds'])}"
-        )
-        rows["keepwarm_model_gpu_fraction"].append(f"keepwarm_model_gpu_fraction{{{lab}}} {_num(obs['gpu'])}")
+        if obs.get("expires_at_seconds") is not None:
+            rows["keepwarm_model_expiry_timestamp_seconds"].append(
+                f"keepwarm_model_expiry_timestamp_seconds{{{lab}}} {_num(round(obs['expires_at_seconds'], 3))}"
+            )
+        rows["keepwarm_model_gpu_ratio"].append(f"keepwarm_model_gpu_ratio{{{lab}}} {_num(obs['gpu'])}")
         if entry.get("last_load_seconds") is not None:
             rows["keepwarm_model_last_load_seconds"].append(
                 f"keepwarm_model_last_load_seconds{{{lab}}} {_num(entry['last_load_seconds'])}"

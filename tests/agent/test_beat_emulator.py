@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -174,8 +175,9 @@ def test_metrics_file_and_counters_persist(pinned_emu, cli, tmp_path):
     text = prom.read_text()
     assert 'keepwarm_model_pinned{model="llama3.2:latest"} 1\n' in text
     assert 'keepwarm_model_loaded{model="llama3.2:latest"} 1\n' in text
-    assert 'keepwarm_model_expiry_seconds{model="llama3.2:latest"} +Inf\n' in text
-    assert 'keepwarm_model_gpu_fraction{model="llama3.2:latest"} 1\n' in text
+    expiry = re.search(r'^keepwarm_model_expiry_timestamp_seconds\{model="llama3.2:latest"\} (\S+)$', text, re.M)
+    assert expiry and float(expiry.group(1)) > time.time() + 200 * 365 * 86400  # pinned forever: ~292 years ahead
+    assert 'keepwarm_model_gpu_ratio{model="llama3.2:latest"} 1\n' in text
     assert 'keepwarm_cold_loads_total{model="llama3.2:latest"} 0\n' in text
     assert "keepwarm_last_success_timestamp_seconds " in text and "keepwarm_up 1\n" in text
     assert "# TYPE keepwarm_repairs_total counter\n" in text
