@@ -174,9 +174,9 @@ def _client(config: Config, retry_budget: Optional[float] = None, transport: Any
     )
 
 
-def _write_metrics(config: Config, state: State, result: BeatResult, log: Logger) -> None:
+def _write_metrics(config: Config, state: State, result: BeatResult, log: Logger, state_max_age: float = 0.0) -> None:
     try:
-        state.save()
+        state.save(state_max_age)
     except OSError as exc:
         log(action="state", result="error", error="write", message=f"{exc.filename or ''}: {exc.strerror or exc}")
     try:
@@ -192,6 +192,9 @@ def _open_state(config: Config, log: Logger) -> State:
     if state.warning:
         log(action="state", result="warning", message=state.warning)
     return state
+
+
+STATE_SAVE_SECONDS = 300.0  # watch: an unchanged state (only last_success moved) is written at most this often
 
 
 class _Terminated(BaseException):
@@ -280,7 +283,7 @@ def _watch(config: Config, log: Logger, transport: Any = None, notifier: Optiona
                     busy[0] = False
                 inflight = keeper.running
                 last_exit = result.exit_code
-                _write_metrics(config, state, result, log)
+                _write_metrics(config, state, result, log, state_max_age=STATE_SAVE_SECONDS)
                 status = (
                     f"{sum(1 for r in result.models if r.pinned)}/{len(result.models)} pinned"
                     + (f", {inflight} loading" if inflight else "")
@@ -298,6 +301,10 @@ def _watch(config: Config, log: Logger, transport: Any = None, notifier: Optiona
         for s, handler in previous.items():
             signal.signal(s, handler)
     inflight = keeper.running if keeper is not None else 0
+    try:
+        state.save()
+    except OSError as exc:
+        log(action="state", result="error", error="write", message=f"{exc.filename or ''}: {exc.strerror or exc}")
     notify.send(stopping=1, status="stopping")
     notify.close()
     log(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from typing import Any, Dict, List, Optional
 
 __all__ = ["REASONS", "STATE_FILE", "STATE_VERSION", "State", "state_path", "write_atomic"]
@@ -115,6 +116,8 @@ class State:
         self.loaded: List[str] = []  # /api/ps names at the end of the previous beat
         self.runner_keys: Dict[str, List[Any]] = {}  # model name -> [unix time, runner key from /api/show]
         self.warning: Optional[str] = None
+        self._saved: Optional[str] = None  # what the file holds (without last_success), and when it was written
+        self._saved_at = 0.0
         if not path:
             self.warning = "no state directory (STATE_DIRECTORY, metrics_path or HOME): no memory between runs"
             return
@@ -143,15 +146,24 @@ class State:
             repairs.setdefault(reason, 0)
         return entry
 
-    def save(self) -> None:
+    def save(self, max_age: float = 0.0) -> bool:
+        """Write the file (atomically, fsync'ed). With `max_age` (watch), skip the write when nothing but
+        `last_success` changed since a write less than `max_age` seconds ago: an idle loop then costs no disk I/O
+        per poll. Returns True when it wrote."""
         if not self.path:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+            return False
         data = {
             "version": STATE_VERSION,
-            "last_success": self.last_success,
             "loaded": self.loaded,
             "runner_keys": self.runner_keys,
             "models": self.models,
         }
+        content = json.dumps(data, sort_keys=True)
+        now = time.monotonic()
+        if max_age and content == self._saved and now - self._saved_at < max_age:
+            return False
+        data["last_success"] = self.last_success
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
         write_atomic(self.path, json.dumps(data, sort_keys=True, indent=1) + "\n", mode=0o600)
+        self._saved, self._saved_at = content, now
+        return True
