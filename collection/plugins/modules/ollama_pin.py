@@ -331,10 +331,9 @@ def run(module, client):
         reload_unknown=[],
     )
     if action == "repin":
-        rp = repin_plan(before, p.get("options"), facts)
-        result["reload_unknown"] = rp["reload_unknown"]
-        if before is not None and before.get("name") and name_key(before["name"]) != name_key(base):
-            result["served_by"] = before["name"]
+        result["reload_unknown"] = repin_plan(before, p.get("options"), facts)["reload_unknown"]
+    if before is not None and before.get("name") and name_key(before["name"]) != name_key(base):
+        result["served_by"] = before["name"]
     if action != "none" and not module.check_mode:
         try:
             try:

@@ -120,7 +120,7 @@ def test_another_tag_of_the_loaded_blob_is_already_pinned(run_module, fake_serve
         assert result["changed"] is False and result["action"] == "none", result
         assert result["warnings"] == []
     assert posts(fake_server) == []
-    assert result["served_by"] if "served_by" in result else result["model"]["name"] == "llama3.2:latest"
+    assert result["served_by"] == "llama3.2:latest"
 
 
 def test_unload_by_another_tag_of_the_blob(run_module, fake_server):
