@@ -21,12 +21,12 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ._rules import duration, names
+from ._rules import duration, names, runner
 
 __all__ = ["ConfigError", "GatewayConfig", "ModelPolicy", "POLICY_CHOICES", "RELOAD_OPTIONS", "build_config"]
 
 # server/sched.go runnerRef.needsReload: the Runner options compared with reflect.DeepEqual (ollama-behaviour.md §6).
-RELOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict")
+RELOAD_OPTIONS = tuple(runner.RUNNER_OPTIONS)
 BOOL_OPTIONS = frozenset({"use_mmap"})
 
 # The defaults protect the pin (issue 16); each can be relaxed per model.

@@ -31,6 +31,7 @@ __all__ = ["Gateway"]
 
 READ_SIZE = 65536
 MAX_IDLE_UPSTREAM = 64
+TAGS_TTL = 10.0
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Expect (the gateway answers 100-continue itself) and Host (rewritten).
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"proxy-authenticate",
@@ -145,6 +146,7 @@ class Gateway:
         self._authority = (f"[{host}]" if ":" in host else host).encode() + b":%d" % cfg.upstream_port
         self._token = b"Bearer " + cfg.token.encode() if cfg.token else None
         self.server: Optional[asyncio.AbstractServer] = None
+        self._tags: Optional[Tuple[float, dict]] = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
@@ -391,6 +393,19 @@ class Gateway:
             client=client,
         )
 
+    async def _runner_keys(self) -> Callable[[str], Optional[str]]:
+        """name -> runner key (the manifest digest from /api/tags, cached 10 s): tags of one blob share a runner."""
+        now = time.monotonic()
+        if self._tags is None or now - self._tags[0] > TAGS_TTL:
+            self._tags = (now, names.tags_digests(await self.upstream_json("/api/tags")))
+        digests = self._tags[1]
+
+        def key_of(name: str) -> Optional[str]:
+            digest = digests.get(names.name_key(name))
+            return names.runner_key(digest=digest) if digest else None
+
+        return key_of
+
     async def _evict_rule(self, decision: Decision, path: str) -> Decision:
         """Refuse (503), queue or allow a load that would evict a pinned model (sched.go ``processPending``: at the
         ``OLLAMA_MAX_LOADED_MODELS`` cap one runner is evicted; idle pinned runners go when nothing shorter is idle).
@@ -405,12 +420,14 @@ class Gateway:
         while True:
             try:
                 loaded = (await self.upstream_json("/api/ps")).get("models") or []
+                key_of = await self._runner_keys()
             except (UpstreamError, AttributeError):
                 return forward  # Ollama will answer the request itself (or the forward fails with 502)
-            key = names.name_key(decision.model)
-            if any(names.name_key(m.get("name", "")) == key for m in loaded):
-                return forward
-            pinned = [self.cfg.policy_for(m.get("name", "")) for m in loaded]
+            if names.find_runner(loaded, decision.model, key_of) is not None:
+                return forward  # loaded (under this name or another tag of the same blob): no load, no eviction
+            pinned = [
+                next((m for m in self.cfg.models if names.find_runner([e], m.name, key_of)), None) for e in loaded
+            ]
             if len(loaded) < cap or not loaded or any(p is None for p in pinned):
                 if waited:
                     return forward._replace(rules=[*decision.rules, "evict.queue"], details="slot freed")

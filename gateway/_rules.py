@@ -1,10 +1,11 @@
 """Ollama's rules the gateway shares with the collection: loaded from one place, never re-implemented.
 
-The keep_alive/duration parser (api/types.go ``Duration.UnmarshalJSON``, Go ``time.ParseDuration``) and the model
-name rules (types/model/name.go ``ParseName``/``EqualFold``) live in the collection's stdlib-only module_utils:
-``collection/plugins/module_utils/_duration.py`` and ``_names.py``. A wheel or the zipapp carries copies made at build
-time in ``gateway/_vendor/`` (tools/build_gateway_zipapp.py, pyproject.toml ``force-include``); a checkout loads the
-originals by path.
+keepwarm's rulebook (issue 12) lives in the collection's stdlib-only module_utils: the keep_alive/duration parser
+(``_duration.py``: api/types.go ``Duration.UnmarshalJSON``, Go ``time.ParseDuration``), model names and runner
+matching (``_names.py``: types/model/name.go ``ParseName``/``EqualFold``, sched.go ``schedulerModelKey``) and the
+runner options ``needsReload`` compares (``_runner.py`` ``RUNNER_OPTIONS``). A wheel or the zipapp carries copies
+made at build time in ``gateway/_vendor/`` (tools/build_gateway_zipapp.py, pyproject.toml ``force-include``); a
+checkout loads the originals by path.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import os
 import sys
 from types import ModuleType
 
-__all__ = ["duration", "names", "RULE_MODULES"]
+__all__ = ["RULE_MODULES", "duration", "names", "runner"]
 
-RULE_MODULES = ("_duration", "_names")
+RULE_MODULES = ("_duration", "_names", "_runner")
 _CHECKOUT_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "collection", "plugins", "module_utils"
 )
@@ -26,8 +27,9 @@ _CHECKOUT_DIR = os.path.join(
 def _load(name: str) -> ModuleType:
     try:
         return importlib.import_module("gateway._vendor." + name)
-    except ImportError:
-        pass
+    except ModuleNotFoundError as exc:
+        if exc.name != "gateway._vendor." + name:
+            raise
     path = os.path.join(_CHECKOUT_DIR, name + ".py")
     if not os.path.isfile(path):
         raise ImportError(f"keepwarm-gateway: {name}.py found neither in gateway/_vendor nor at {path}")
@@ -42,3 +44,4 @@ def _load(name: str) -> ModuleType:
 
 duration = _load("_duration")
 names = _load("_names")
+runner = _load("_runner")
