@@ -13,7 +13,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_HOME := /var/lib/keepwarm-lab/ansible-home
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps apt venv demo test lint unit sanity core-matrix molecule collection agent bench bench-smoke lab-up lab-down lab-status test-real-ollama clean
+.PHONY: help deps apt venv demo test lint unit sanity core-matrix molecule collection agent gateway bench bench-smoke lab-up lab-down lab-status test-real-ollama clean
 
 help:
 	@echo "make demo        install, boot the 3-host lab, converge it with site.yml and print the fleet table"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint        ruff, yamllint, ansible-lint"
 	@echo "make collection  build dist/keepwarm-ollama-<version>.tar.gz"
 	@echo "make agent       build dist/ollama-heartbeat.pyz (reproducible zipapp)"
+	@echo "make gateway     build dist/keepwarm-gateway.pyz (reproducible zipapp)"
 	@echo "make bench       run the benchmarks in bench/ and write bench/results/"
 	@echo "make lab-up / lab-down / lab-status   the local systemd-nspawn fleet"
 	@echo "make test-real-ollama KEEPWARM_OLLAMA_URL=http://gpu-host:11434   module tests against a real server"
@@ -77,6 +78,9 @@ collection: venv agent
 
 agent: venv
 	$(PY) tools/build_zipapp.py --out dist/ollama-heartbeat.pyz
+
+gateway: venv
+	$(PY) tools/build_gateway_zipapp.py --out dist/keepwarm-gateway.pyz
 
 bench: venv agent
 	tools/bench.sh
