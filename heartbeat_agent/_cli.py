@@ -171,6 +171,9 @@ def _client(config: Config, retry_budget: Optional[float] = None, transport: Any
         load_timeout=config.load_timeout,
         retry_budget=budget,
         transport=transport,
+        headers=config.headers,
+        validate_certs=config.validate_certs,
+        ca_path=config.ca_path,
     )
 
 

@@ -30,14 +30,18 @@ _RETRIABLE = (httpx.TransportError,)  # ConnectError, ReadError, RemoteProtocolE
 RETRY_STATUSES = (502, 503, 504)
 
 
-def _ssl_context(url: str) -> Any:
+def _ssl_context(url: str, validate_certs: bool = True, ca_path: Optional[str] = None) -> Any:
     """TLS settings without certifi: plain http never uses them; https uses the system trust store.
 
     httpx's default (`verify=True`) calls `certifi.where()`, which extracts the CA bundle to a temporary file per
     process when running from a zipapp (a problem under PrivateTmp=/ProtectSystem=strict).
     """
     if url.startswith("https://"):
-        return ssl.create_default_context()
+        ctx = ssl.create_default_context(cafile=ca_path)  # ca_path: a private CA instead of the system store
+        if not validate_certs:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
     # Never used for http:// URLs; verifying and trusting nothing, so an https redirect fails closed.
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
@@ -83,6 +87,9 @@ class OllamaClient:
         retry_budget: float = 30.0,
         transport: Optional[httpx.BaseTransport] = None,
         sleep: Callable[[float], None] = time.sleep,
+        headers: Optional[Dict[str, str]] = None,
+        validate_certs: bool = True,
+        ca_path: Optional[str] = None,
     ) -> None:
         self.url = url
         self.shown_url = redact_url(url)
@@ -94,10 +101,10 @@ class OllamaClient:
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(request_timeout, connect=min(request_timeout, 3.0)),
-            verify=_ssl_context(url),
+            verify=_ssl_context(url, validate_certs, ca_path),
             transport=transport,
             trust_env=False,  # no proxy from the environment between the agent and its local server
-            headers={"User-Agent": f"keepwarm-heartbeat/{__version__}"},
+            headers={"User-Agent": f"keepwarm-heartbeat/{__version__}", **(headers or {})},
         )
 
     def close(self) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
@@ -42,6 +43,11 @@ DEFAULTS: Dict[str, Any] = {
     "poll": 5,
     "metrics_path": None,
     "models": [],
+    # The connection options of the keepwarm.ollama modules (doc fragment keepwarm.ollama.connection): extra
+    # headers (an authenticating proxy in front of Ollama), certificate validation and a CA file for https.
+    "headers": {},
+    "validate_certs": True,
+    "ca_path": None,
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
 MODEL_KEYS = frozenset({"name", "options"})
@@ -75,6 +81,9 @@ class Config(NamedTuple):
     poll: float
     metrics_path: Optional[str]
     models: List[ModelSpec]
+    headers: Dict[str, str] = {}
+    validate_certs: bool = True
+    ca_path: Optional[str] = None
 
 
 # Go time.ParseDuration (src/time/format.go): [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or "0"; units ns us µs μs ms s m h.
@@ -201,6 +210,31 @@ def _number(raw: Dict[str, Any], key: str, minimum: float = 0.0) -> float:
     return float(value)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
+def _connection(raw: Dict[str, Any]) -> Tuple[Dict[str, str], bool, Optional[str]]:
+    """headers (names RFC 9110 tokens, values without CR/LF; values never shown), validate_certs, ca_path."""
+    headers = raw["headers"]
+    if not isinstance(headers, dict):
+        raise ConfigError("headers", f"must be an object of header names to values, got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"headers.{name}", "is not a valid HTTP header name")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise ConfigError(f"headers.{name}", "must be a string without line breaks (value not shown)")
+    validate_certs = raw["validate_certs"]
+    if not isinstance(validate_certs, bool):
+        raise ConfigError("validate_certs", f"must be true or false, got {validate_certs!r}")
+    ca_path = raw["ca_path"]
+    if ca_path is not None:
+        if not isinstance(ca_path, str) or not ca_path:
+            raise ConfigError("ca_path", f"must be null or the path of a PEM file of CA certificates, got {ca_path!r}")
+        if not os.path.isfile(ca_path) or not os.access(ca_path, os.R_OK):
+            raise ConfigError("ca_path", f"{ca_path!r} is not a readable file")
+    return dict(headers), validate_certs, ca_path
+
+
 def _model(item: object, index: int) -> ModelSpec:
     field = f"models[{index}]"
     if isinstance(item, str):
@@ -289,6 +323,7 @@ def build_config(raw: Dict[str, Any]) -> Config:
         if spec.key in seen:
             raise ConfigError(f"models[{i}].name", f"{spec.name!r} duplicates models[{seen[spec.key]}]")
         seen[spec.key] = i
+    headers, validate_certs, ca_path = _connection(merged)
     return Config(
         url=url.rstrip("/"),
         keep_alive=keep_alive,
@@ -298,6 +333,9 @@ def build_config(raw: Dict[str, Any]) -> Config:
         poll=poll,
         metrics_path=metrics_path,
         models=models,
+        headers=headers,
+        validate_certs=validate_certs,
+        ca_path=ca_path,
     )
 
 
