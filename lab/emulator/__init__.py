@@ -34,7 +34,9 @@ Environment read by `serve` (upstream parse rules, envconfig/config.go):
     OLLAMA_KEEP_ALIVE           default keep-alive (KeepAlive(): ParseDuration, else ParseInt seconds, negative ->
                                 forever; anything unparseable -> 5m SILENTLY, no log line, like upstream)
     OLLAMA_MAX_LOADED_MODELS    global cap (Uint; invalid -> logged, auto = 3 x max(GPUs,1) = 3, one emulated GPU)
-    OLLAMA_NUM_PARALLEL         slots per runner (Uint; invalid -> warning, 1; 0 -> 1); KV cache = num_ctx x slots
+    OLLAMA_NUM_PARALLEL         slots per runner (Uint; invalid -> warning, 1; 0 -> 1); KV cache = num_ctx x slots;
+                                a generation or embedding holds a slot, extra ones wait in the runner, load-only
+                                requests take none; embedding-only models and the families in sched.go load get 1
     OLLAMA_CONTEXT_LENGTH       default num_ctx (Uint; 0/invalid -> VRAM tier: >=47 GiB 262144, >=23 GiB 32768,
                                 else 4096), always clamped to the model's training context
     OLLAMA_MAX_QUEUE            pending-request queue (Uint, default 512); beyond it 503
@@ -47,13 +49,24 @@ Emulator-only variables (never read by real Ollama):
                                 (created_at, expires_at, /emulator/events times) and every *_duration metric is
                                 emulated. The emulated clock starts at the real wall clock when the server starts.
     OLLAMA_EMULATOR_CATALOG     path of a JSON file {"models": [...]} replacing the default catalogue (fields as in
-                                catalog.py DEFAULT_CATALOG; only `name` is required, the rest have defaults)
+                                catalog.py DEFAULT_CATALOG; only `name` is required, the rest have defaults; `from`:
+                                a model created FROM another entry, sharing its blob and so its runner; `adapters`,
+                                `projectors`: blob digests of ADAPTER/projector layers, compared by needsReload)
     OLLAMA_EMULATOR_VRAM        bytes of the one emulated GPU (default 17179869184 = 16 GiB; 0 = CPU-only host)
     OLLAMA_EMULATOR_LOAD_BPS    cold-load speed in bytes per emulated second (default 1e9: llama3.2 ~2 s)
     OLLAMA_EMULATOR_TOKEN_RATE  generated tokens per emulated second (default 100; a warm load-only request takes ~1 ms)
     OLLAMA_EMULATOR_MAX_BODY    request body limit in bytes (default 16777216); larger bodies get 413
-    OLLAMA_EMULATOR_PS_BLOCKS   default 1: /api/ps waits while a runner is loading (sched.go loadedModels takes refMu,
-                                v0.32.4+, *inferred* in the behaviour doc). 0 answers at once with now+session.
+    OLLAMA_EMULATOR_RUNNER      `llama` (default): GGUF models on llama-server, as upstream runs them on Linux: a
+                                loading model is NOT in /api/ps and ps answers at once (llm/llama_server.go Load
+                                waits before sched.go load puts the runner in s.loaded); keep_alive 0 while it loads
+                                changes nothing. `mlx`: imitates the macOS MLX runner (x/mlxrunner/client.go Load
+                                returns early): the loading runner is in s.loaded with refMu held, so ps waits for
+                                the load, and keep_alive 0 unloads it once its loading request ends; needsReload
+                                does not compare runner options. (Replaces OLLAMA_EMULATOR_PS_BLOCKS.)
+    OLLAMA_EMULATOR_VRAM_RECOVERY  emulated seconds an evicted or reloaded runner's GPU memory takes to show free,
+                                which the load that needed the room waits for (sched.go waitForVRAMRecovery: 250 ms
+                                polls, at most 5 s); default 0.25 (the first poll: emulated memory frees at once);
+                                CPU runners (size_vram 0) never wait
     OLLAMA_EMULATOR_EVENTS_FILE optional path; every scheduler event is also appended there as one JSON line
     OLLAMA_EMULATOR_VERSION     version reported by /api/version (default 0.33.0)
 
@@ -69,9 +82,16 @@ OpenAI-compatible API (openai.py): POST /v1/chat/completions, /v1/completions, /
 /v1/models/{model} on the same port (client base URL `http://HOST:PORT/v1`, any API key); see openai.py for what
 reaches the scheduler (no keep_alive, no num_ctx) and what is not imitated.
 
-Deviations from upstream (deliberate, see the behaviour doc for the real rules):
-  - one emulated GPU; no OOM/retry (`evictAllAndWait`) and no automatic num_ctx step-down on OOM;
-  - OLLAMA_LOAD_TIMEOUT is not emulated (emulated loads never stall);
+Not imitated (deliberate, see the behaviour doc for the real rules), and why:
+  - one emulated GPU, with exact memory accounting: no OOM, so no OOM retry (`evictAllAndWait`), no automatic
+    num_ctx/num_batch step-down on OOM, no runtime-OOM expiry, no automatic generation batch, no host-memory
+    pressure mmap rule (only the CPU rule of `applyLlamaServerMmapDefaults`), and GPU placement is one device;
+  - OLLAMA_LOAD_TIMEOUT is not emulated (emulated loads never stall) and Ping never fails (runners never crash), so
+    needsReload never reloads a dead runner;
+  - the VRAM-recovery wait delays only the load that waited for the unload (processPending); upstream's
+    processCompleted is also blocked meanwhile, which delays other requests' bookkeeping by up to the same time;
+  - vision models' num_ctx floor of 2048 and the multimodal projector offload rules (no vision models in the
+    default catalogue);
   - the Host-header check (allowedHostsMiddleware) is implemented for loopback binds; the CORS check is implemented
     for the Origin header only (no preflight answers);
   - /api/ps entries whose expires_at fall in the same second keep load order (Go's map order is random);

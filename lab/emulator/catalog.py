@@ -180,6 +180,9 @@ def parse_model_ref(raw):
     return base, source
 
 
+BLOBS = "/usr/share/ollama/.ollama/models/blobs/"
+
+
 class Model:
     def __init__(self, d, now_ns):
         self.name = d["name"]
@@ -201,11 +204,19 @@ class Model:
             self.modified_ns = parse_go_time(d["modified_at"])
         else:
             self.modified_ns = now_ns - int(float(d.get("age_days", 1)) * DAY_NS)
-        self.path = "/usr/share/ollama/.ollama/models/blobs/sha256-" + self.digest  # runner key (blob path)
+        # The digest is the manifest's (what /api/tags and /api/ps show); the blob is the GGUF model layer. Runners
+        # are keyed by the blob path (sched.go schedulerModelKey: ModelPath), so two tags of one manifest, or a
+        # model created FROM another (catalogue field "from"), share one runner.
+        self.blob = d.get("blob") or self.digest
+        self.path = BLOBS + "sha256-" + self.blob  # runner key (blob path)
+        self.parent_model = d.get("from", "")
+        # Modelfile ADAPTER / projector layers: needsReload compares them (sched.go runnerRef.needsReload)
+        self.adapters = [BLOBS + "sha256-" + x for x in d.get("adapters", [])]
+        self.projectors = [BLOBS + "sha256-" + x for x in d.get("projectors", [])]
 
     def details(self):
         return {
-            "parent_model": "",
+            "parent_model": "",  # /api/ps and /api/tags leave it empty; /api/show has it (routes.go ShowHandler)
             "format": self.format,
             "family": self.family,
             "families": self.families,
@@ -214,9 +225,37 @@ class Model:
         }
 
 
+def _digest(d):
+    return d.get("digest") or hashlib.sha256(d["name"].encode()).hexdigest()
+
+
+def _expand_from(d, by_name, seen=()):
+    """A catalogue entry with `"from": NAME` is a model created FROM another (`ollama create` with `FROM NAME`): it
+    has its own manifest digest but the base's model blob (so the same runner key), the base's metadata and
+    adapters unless it names its own, and the base's Modelfile parameters overlaid with its own."""
+    src = d.get("from")
+    if not src:
+        return d
+    key = (parse_name(src) or "").lower()
+    base = by_name.get(key)
+    if base is None or key in seen:
+        raise ValueError("catalogue entry %r: from %r is not another entry of the catalogue" % (d["name"], src))
+    base = _expand_from(base, by_name, (*seen, key))
+    out = {k: v for k, v in base.items() if k not in ("name", "aliases", "digest", "modified_at", "age_days", "from")}
+    out["blob"] = base.get("blob") or _digest(base)
+    out.update({k: v for k, v in d.items() if k != "parameters"})
+    out["parameters"] = dict(base.get("parameters", {}), **d.get("parameters", {}))
+    return out
+
+
 class Catalog:
     def __init__(self, entries, now_ns):
         self.models = {}
+        by_name = {}
+        for d in entries:
+            for n in [d["name"], *d.get("aliases", [])]:
+                by_name[(parse_name(n) or n).lower()] = d
+        entries = [_expand_from(d, by_name) for d in entries]
         for d in entries:
             m = Model(d, now_ns)
             key = parse_name(m.name)

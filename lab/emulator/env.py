@@ -145,7 +145,22 @@ def load_config():
     cfg["load_bps"] = num("OLLAMA_EMULATOR_LOAD_BPS", 1e9, float) or 1e9
     cfg["token_rate"] = num("OLLAMA_EMULATOR_TOKEN_RATE", 100, float) or 100.0
     cfg["max_body"] = num("OLLAMA_EMULATOR_MAX_BODY", 16 * 1024 * 1024)
-    cfg["ps_blocks"] = os.environ.get("OLLAMA_EMULATOR_PS_BLOCKS", "1").strip() not in ("0", "false", "no")
+    runner = os.environ.get("OLLAMA_EMULATOR_RUNNER", "").strip().lower() or "llama"
+    if runner not in ("llama", "mlx"):
+        log("invalid OLLAMA_EMULATOR_RUNNER %r (llama or mlx), using llama" % runner, "WARN")
+        runner = "llama"
+    cfg["runner"] = runner
+    if os.environ.get("OLLAMA_EMULATOR_PS_BLOCKS") is not None:
+        log(
+            "OLLAMA_EMULATOR_PS_BLOCKS is ignored: /api/ps never waits for a load (llama-server); "
+            "OLLAMA_EMULATOR_RUNNER=mlx imitates the MLX runner, whose ps does",
+            "WARN",
+        )
+    recovery = num("OLLAMA_EMULATOR_VRAM_RECOVERY", 0.25, float)
+    if recovery > 5:
+        log("OLLAMA_EMULATOR_VRAM_RECOVERY %g s is past upstream's 5 s timeout, using 5" % recovery, "WARN")
+        recovery = 5.0
+    cfg["vram_recovery_ns"] = int(recovery * NS)
     cfg["events_file"] = os.environ.get("OLLAMA_EMULATOR_EVENTS_FILE") or None
     return cfg
 

@@ -7,6 +7,7 @@ import datetime
 import time
 
 MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
 NS = 1_000_000_000
 MINUTE_NS = 60 * NS
 

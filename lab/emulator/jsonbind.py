@@ -3,7 +3,7 @@
 import base64
 import json
 
-from .gotime import MAX_INT64, NS, GoError, parse_go_duration
+from .gotime import MAX_INT64, MIN_INT64, NS, GoError, parse_go_duration
 
 # --------------------------------------------------------------------------------------------------------------
 # Go encoding/json emulation: syntax errors (scanner.go) and type errors (decode.go) with Go's messages
@@ -417,7 +417,10 @@ def parse_keep_alive(v):
             return MAX_INT64
         ns = float(v) * NS
         if ns >= 2.0**63:
-            return 0  # float64 -> int64 overflow is implementation-defined; amd64 goes negative and acts like 0
+            # time.Duration(t * float64(time.Second)) overflows int64: amd64's CVTTSD2SQ gives the "integer
+            # indefinite" value, the minimum int64. A negative sessionDuration is not the `== 0` unload path: the
+            # model loads, then unloads when the request ends (sched.go processCompleted: sessionDuration <= 0).
+            return MIN_INT64
         return int(ns)
     if isinstance(v, str):
         try:

@@ -34,7 +34,7 @@ RUNNER_KEYS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_t
 RUNNER_DEFAULTS = {
     "num_batch": 512,
     "num_gpu": -1,
-    "main_gpu": 0,
+    "main_gpu": None,  # api/types.go Runner.MainGPU is a *int, nil by default
     "use_mmap": None,
     "num_thread": 0,
     "draft_num_predict": 0,

@@ -26,8 +26,9 @@ _spec.loader.exec_module(_shared)
 Emulator = _shared.Emulator
 EMULATOR_CMD = _shared.EMULATOR_CMD  # [python, *EMULATOR_CMD, ...] with env=emu.env runs the `ollama` CLI
 
-# Fast loads at scale 1: emulated time equals real time, a 2.8 GB load takes 2.8 ms.
-FAST = {"OLLAMA_EMULATOR_LOAD_BPS": "1e12"}
+# Fast loads at scale 1: emulated time equals real time, a 2.8 GB load takes 2.8 ms, and an evicted runner's VRAM
+# counts as recovered at once (sched.go waitForVRAMRecovery; test_emu_sched_upstream.py tests the wait itself).
+FAST = {"OLLAMA_EMULATOR_LOAD_BPS": "1e12", "OLLAMA_EMULATOR_VRAM_RECOVERY": "0"}
 MAX_INT64 = 2**63 - 1
 NS = 10**9
 
