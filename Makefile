@@ -62,7 +62,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(PY) awx/install_awx_collection.py --dest build/awx-collections
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections:$(CURDIR)/build/awx-collections $(BIN)/ansible-lint
+	$(PY) tools/install_community_docker.py --dest build/docker-collections
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections:$(CURDIR)/build/awx-collections:$(CURDIR)/build/docker-collections $(BIN)/ansible-lint
 
 unit: venv
 	$(BIN)/pytest -m "not lab" -n 2

@@ -37,8 +37,9 @@ DOCKER_CAPABILITIES = ("CAP_NET_ADMIN",)
 SYSCALL_FILTER = "@keyring bpf"
 NSPAWN_ARGS = (f"--capability={','.join(DOCKER_CAPABILITIES)}", f"--system-call-filter={SYSCALL_FILTER}")
 # cgroup2 inside the host (with the machine's hybrid v1 layout runc fails: "mkdir /sys/fs/cgroup/cpuset/…:
-# read-only file system"), and a writable /proc/sys for dockerd's sysctls.
-NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1", "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "1"}
+# read-only file system"). No SYSTEMD_NSPAWN_API_VFS_WRITABLE: dockerd's only write to /proc/sys was
+# net.ipv4.ip_forward, which the lab sets in the host's network namespace before boot (fleet._prepare_host).
+NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 
 # The user's compose project, in the shape of the keep-alive recipe's "For Docker Users" section but without its
 # OLLAMA_* settings: keepwarm adds those in its own override file.

@@ -499,6 +499,10 @@ def _prepare_host(paths: Paths, name: str, emulator: bytes, fleet_size: int, run
     run(["ip", "-n", ns, "addr", "add", f"{host_addr(idx)}/{PREFIXLEN}", "dev", "host0"])
     run(["ip", "-n", ns, "link", "set", "host0", "up"])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    if runtime == dockerhost.RUNTIME:
+        # dockerd enables IP forwarding only when it is off (libnetwork setupIPForwarding): set it here, in this
+        # host's own network namespace, so the host's /proc/sys can stay read-only.
+        run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
 
 def _boot(paths: Paths, name: str) -> subprocess.Popen:

@@ -139,7 +139,8 @@ container_environment:
   returned: always
   type: dict
 recreate_pending:
-  description: The merged C(OLLAMA_*) environment differs from the container's, or there is no container.
+  description: The merged C(OLLAMA_*) environment differs from the container's, there is no container, or it is
+    not running (C(docker kill) and C(docker stop) disable its restart policy until the next start).
   returned: always
   type: bool
 recreate_reasons:
@@ -297,6 +298,10 @@ def run(module, docker):
         wanted.update(merged)
         container_env = ollama_only(config_env)
         reasons = compare_environment(wanted, config_env, "the merged compose configuration", "the container")
+        state = inspect.get("State") or {}
+        if not state.get("Running") and p["state"] == "present":
+            # `docker kill`/`docker stop` disable the restart policy until the next start (docker-kill(1)).
+            reasons.append("the container is not running (status %s): `up` starts it" % state.get("Status"))
 
     if changed and not module.check_mode:
         try:
