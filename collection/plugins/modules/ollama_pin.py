@@ -34,7 +34,8 @@ description:
   - Not in C(/api/ps) means a load request; RV(load_seconds) reports how long it took. A model that another client
     is loading right now is not in C(/api/ps) either (it is listed only when its load finishes); the load request
     then joins that load in the server's queue (server/sched.go pending requests) instead of loading the model a
-    second time, and waits for it up to O(timeout).
+    second time, and waits for it up to O(timeout); with runner options that differ from that client's, the server
+    reloads the model once the first load is done.
   - Embedding-only models (capabilities without C(completion), for example C(nomic-embed-text)) are loaded and
     pinned through C(POST /api/embed) with no input, since C(/api/generate) refuses them with 400
     C(does not support generate); RV(endpoint) says which path was used. When C(/api/show) gives no capabilities,
