@@ -168,6 +168,18 @@ class Keeper:
         key_of = self._runner_key if any(not self._named(e) for e in ps) else None
         return rule_names.find_runner(ps, spec.name, key_of=key_of)
 
+    @staticmethod
+    def wrong_digest(spec: ModelSpec, entry: Optional[Dict[str, Any]]) -> Optional[str]:
+        """Why the loaded runner is not the configured `name@sha256:<digest>` (None when it is, or none is given):
+        the digest is compared, never dropped (rulebook `names.split_digest`, `digest_matches`)."""
+        _base, digest = rule_names.split_digest(spec.name)
+        if digest is None or entry is None or rule_names.digest_matches(digest, entry.get("digest")):
+            return None
+        return (
+            f"loaded with digest {str(entry.get('digest'))[:12]}, not the configured {digest[:12]}: another version "
+            "of the model is loaded (pull the configured one, or change the digest); not re-pinned"
+        )
+
     def _named(self, entry: Dict[str, Any]) -> bool:
         """True when the entry's name is one of the configured names (then no blob lookup is needed for it)."""
         key = rule_names.name_key(str(entry.get("name") or ""))
@@ -285,6 +297,11 @@ class Keeper:
                 r.action = "wait"  # this agent's own load/re-pin is in flight: never a second one
                 continue
             entry = self.find(ps, spec)
+            wrong = self.wrong_digest(spec, entry)
+            if wrong is not None:
+                r.action, r.reason, r.error = "skip", "digest", BeatError(wrong)
+                log(action="skip", model=spec.key, reason="digest", result="error", message=wrong)
+                continue
             if entry is not None:
                 mstate.pop("backoff", None)
                 exp = _expiry(entry, now_ns)
@@ -522,6 +539,8 @@ class Keeper:
                             "the request ends; the pin applies then",
                         )
                         mstate["busy"]["reported"] = True
+            if r.pinned and self.wrong_digest(r.spec, r.entry) is not None:
+                r.pinned = False
             if r.pinned or r.pending or r.error is not None:
                 continue
             if r.spec.key in self.jobs:

@@ -349,16 +349,18 @@ def _status(config: Config, log: Logger, transport: Any = None) -> int:
     with _client(config, transport=transport) as client:
         try:
             models = client.ps()
+            keeper = Keeper(client, config, State(None), log)
+            # the runner serving each configured model, by name or by blob (another tag of it)
+            served = {spec.key: keeper.find(models, spec) for spec in config.models}
         except HeartbeatError as exc:
             log(action="status", result="error", exit=exc.exit_code, error=exc.kind, message=str(exc))
             return exc.exit_code
-    loaded = {normalize_name(m["name"]): m for m in models}
     rows = [("MODEL", "CONFIGURED", "LOADED", "STATE", "UNTIL", "PROCESSOR", "CONTEXT", "PINNED")]
     all_pinned = True
-    keys = [m.key for m in config.models]
-    for key in keys + [k for k in loaded if k not in keys]:
-        entry = loaded.get(key)
-        configured = "yes" if key in keys else "no"
+    listed = [(spec.key, "yes", served[spec.key]) for spec in config.models]
+    used = {id(e) for e in served.values() if e is not None}
+    listed += [(normalize_name(m["name"]), "no", m) for m in models if id(m) not in used]
+    for key, configured, entry in listed:
         if entry is None:
             rows.append((key, configured, "no", "-", "-", "-", "-", "no"))
             all_pinned = all_pinned and configured == "no"
@@ -378,7 +380,7 @@ def _status(config: Config, log: Logger, transport: Any = None) -> int:
             (
                 key,
                 configured,
-                "yes",
+                "yes" if normalize_name(entry["name"]) == key else f"as {entry['name']}",
                 state,
                 until,
                 _processor(entry),

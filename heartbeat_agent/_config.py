@@ -21,6 +21,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
+from ._rules import duration as rule_duration
+from ._rules import names as rule_names
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -86,68 +88,34 @@ class Config(NamedTuple):
     ca_path: Optional[str] = None
 
 
-# Go time.ParseDuration (src/time/format.go): [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or "0"; units ns us µs μs ms s m h.
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_GO_DURATION = re.compile(r"([-+]?)((?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)")
-_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
-
-
 def parse_keep_alive(value: object, field: str = "keep_alive") -> KeepAlive:
-    """Validate keep_alive the way Ollama's api/types.go `Duration.UnmarshalJSON` reads it, but stricter.
+    """Validate keep_alive with the rulebook's `duration.request_keep_alive` (api/types.go `Duration.UnmarshalJSON`),
+    stricter than the server: 0 is refused too (it unloads the model after every request).
 
-    Numbers are seconds and any negative number means forever (sent as -1). Strings must be Go durations with a unit
-    (`"-1m"`, `"24h"`): `"-1"` and `"10"` are a 400 upstream (missing unit), `"1d"` and `"forever"` are unknown units,
-    `""` is invalid. 0 is refused: it unloads the model after every request, the opposite of keeping it warm.
+    Numbers are seconds and any negative number means forever. Strings must be Go durations with a unit (`"-1m"`,
+    `"24h"`); integer strings go out as numbers (`"-1"` would be a 400 upstream); `"1d"` and `"forever"` are unknown
+    units; values Ollama turns into something else (9,223,372,037 s or more overflow int64) are refused.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(field, f"must be a number of seconds or a Go duration string like '-1m', got {value!r}")
-    if isinstance(value, str):
-        m = _GO_DURATION.fullmatch(value)
-        if not m:
-            raise ConfigError(
-                field,
-                f"{value!r} is not a Go duration (units ns, us, ms, s, m, h; a unit is required; "
-                "use the number -1 for forever)",
-            )
-        seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_PART.findall(m.group(2)))
-        if m.group(1) == "-" and seconds > 0:
-            return KeepAlive(-1, None)
-        wire: Union[int, float, str] = value
-    else:
-        if not math.isfinite(value):
-            raise ConfigError(field, f"must be finite, got {value!r}")
-        if value < 0:
-            return KeepAlive(-1, None)
-        seconds = float(value)
-        wire = value
-    if seconds == 0:
+    try:
+        wire = rule_duration.request_keep_alive(value)
+        ns = rule_duration.parse_json_keep_alive(wire)
+    except rule_duration.DurationError as exc:
+        raise ConfigError(field, str(exc)) from None
+    if ns == rule_duration.FOREVER_NS:
+        return KeepAlive(-1, None)
+    if not ns or ns <= 0:
         raise ConfigError(field, "0 unloads the model after every request; use -1 to pin it forever")
-    if seconds >= 9.2e9:
-        raise ConfigError(field, "too large: Ollama's int64 nanoseconds overflow; use -1 for forever")
-    return KeepAlive(wire, seconds)
+    return KeepAlive(wire, ns / rule_duration.SECOND)
 
 
 def normalize_name(name: str) -> str:
-    """Match names like Ollama: `llama3` == `llama3:latest` (types/model/name.go `ParseName`, `DisplayShortest`).
-
-    The default host `registry.ollama.ai` and namespace `library` are dropped, a missing tag becomes `latest`, and
-    names compare case-insensitively (`Name.EqualFold`).
-    """
-    n = name.strip()
-    if "@" in n:
-        n = n.split("@", 1)[0]
-    for prefix in ("https://", "http://"):
-        if n.lower().startswith(prefix):
-            n = n[len(prefix) :]
-    parts = n.split("/")
-    if len(parts) == 3 and parts[0].lower() == "registry.ollama.ai":
-        parts = parts[1:]
-    if len(parts) == 2 and parts[0].lower() == "library":
-        parts = parts[1:]
-    last = parts[-1]
-    if ":" not in last:
-        parts[-1] = last + ":latest"
-    return "/".join(parts).lower()
+    """The /api/ps form of a model name, lower-cased (rulebook `names.display_shortest`: types/model/name.go
+    `ParseName`, `DisplayShortest`; names compare case-insensitively, `Name.EqualFold`): `llama3` ->
+    `llama3:latest`. A `@sha256:` digest is not part of it (`names.split_digest`)."""
+    base, _digest = rule_names.split_digest(name)
+    return rule_names.display_shortest(base).lower()
 
 
 # Ollama's request options and their JSON types (api/types.go `Options`, `Runner`; `Options.FromMap` answers 500
@@ -256,7 +224,11 @@ def _model(item: object, index: int) -> ModelSpec:
         check_option(f"{field}.options", key, value)
     if "num_ctx" in options and options["num_ctx"] < 1:
         raise ConfigError(f"{field}.options.num_ctx", f"must be positive, got {options['num_ctx']!r}")
-    return ModelSpec(name, normalize_name(name), dict(options))
+    try:
+        key = normalize_name(name)
+    except rule_names.ModelNameError as exc:  # e.g. a bad @sha256: digest (never dropped silently)
+        raise ConfigError(f"{field}.name", str(exc)) from None
+    return ModelSpec(name, key, dict(options))
 
 
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")
@@ -354,6 +326,14 @@ def read_config_file(path: str) -> Dict[str, Any]:
     return data
 
 
+def _key_or_name(name: str) -> str:
+    """normalize_name, or the name itself when it is invalid (build_config then reports it with its field)."""
+    try:
+        return normalize_name(name)
+    except rule_names.ModelNameError:
+        return name
+
+
 def load_config(path: Optional[str], overrides: Dict[str, Any]) -> Config:
     """Read `path` (None: no file), apply flag `overrides`, validate.
 
@@ -368,6 +348,6 @@ def load_config(path: Optional[str], overrides: Dict[str, Any]) -> Config:
         if isinstance(raw.get("models"), list):
             for item in raw["models"]:
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
-                    by_key[normalize_name(item["name"])] = item
-        raw["models"] = [by_key.get(normalize_name(n), n) for n in flag_models]
+                    by_key[_key_or_name(item["name"])] = item
+        raw["models"] = [by_key.get(_key_or_name(n), n) for n in flag_models]
     return build_config(raw)

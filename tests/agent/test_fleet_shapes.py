@@ -216,3 +216,31 @@ def test_client_unload_is_not_called_an_eviction(emulator_factory, cli, tmp_path
     assert run.code == 0
     (load,) = run.actions("load")
     assert load["reason"] == "unloaded" and "loaded_instead" not in load
+
+
+# ---- 12.3 in the agent: a digest in the configured name is compared, never dropped --------------------------------
+
+
+def test_configured_digest_is_compared(cli):
+    wanted = "llama3.2@sha256:" + "b" * 64
+    t = transport(httpx.Response(200, json={"models": [PINNED]}))
+    run = cli("--url", "http://ollama.test:1", "--model", wanted, "once", transport=t)
+    assert run.code == 1
+    (skip,) = run.actions("skip")
+    assert skip["reason"] == "digest" and "not the configured bbbbbbbbbbbb" in skip["message"]
+    assert [m for m, _, _ in t.seen].count("POST") == 0
+    ok = cli("--url", "http://ollama.test:1", "--model", "llama3.2@sha256:" + PINNED["digest"][:12], "once",
+             transport=transport(httpx.Response(200, json={"models": [PINNED]})))  # fmt: skip
+    assert ok.code == 0, ok.out
+    bad = cli("--url", "http://ollama.test:1", "--model", "llama3.2@sha256:xyz", "once")
+    assert bad.code == 2 and bad.log[0]["field"] == "models[0].name"
+
+
+def test_status_shows_the_runner_serving_another_tag(emulator_factory, cli):
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE=SCALE)
+    emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": -1})
+    run = cli("--url", emu.url, "--model", "llama3.2:3b", "status")
+    assert run.code == 0, run.out
+    rows = [line.split() for line in run.out.splitlines()]
+    assert rows[1][:5] == ["llama3.2:3b", "yes", "as", "llama3.2:latest", "forever"]
+    assert len(rows) == 2  # the runner is not listed a second time as an unconfigured model
