@@ -65,10 +65,10 @@ class Call(threading.Thread):
 # ---- item 1: a loading model is not in /api/ps, and ps answers at once ---
 def test_loading_model_absent_from_ps_and_ps_does_not_wait(emulator_factory):
     """sched.go `load` calls llm/llama_server.go `Load`, which waits in `WaitUntilRunning`; only then does the runner
-    enter `s.loaded`, the only map `loadedModels` (/api/ps) reads. A 28 s load: ps answers while it is pending,
+    enter `s.loaded`, the only map `loadedModels` (/api/ps) reads. A 9 s load: ps answers while it is pending,
     without the model; a loaded model stays listed meanwhile."""
-    emu = emulator_factory(OLLAMA_EMULATOR_LOAD_BPS="1e8", OLLAMA_EMULATOR_VRAM_RECOVERY="0")
-    load(emu, "nomic-embed-text")  # 2.7 s
+    emu = emulator_factory(OLLAMA_EMULATOR_LOAD_BPS="3e8", OLLAMA_EMULATOR_VRAM_RECOVERY="0")
+    load(emu, "nomic-embed-text")  # 0.9 s
     pending = Pending(emu, {"model": "llama3.2"})
     try:
         wait_for(lambda: any(e["event"] == "load" for e in events(emu)))
