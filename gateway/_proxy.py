@@ -338,13 +338,14 @@ class Gateway:
             await self._drain_body(c)
             self._respond(c, 200, self.metrics.render(), [(b"Content-Type", b"text/plain; version=0.0.4")])
             return
+        policy_route = method == b"POST" and path in POLICY_ROUTES
         length = next((v for n, v in headers if n == b"content-length"), None)
-        if length is not None and int(length) > self.cfg.max_body_bytes:
+        if policy_route and length is not None and int(length) > self.cfg.max_body_bytes:
             self._too_large(c, route, int(length))
             return
         if c.conn.they_are_waiting_for_100_continue:
             c.send(h11.InformationalResponse(status_code=100, headers=[]))
-        if method == b"POST" and path in POLICY_ROUTES:
+        if policy_route:
             body = await self._read_body(c)
             c.disarm()
             t0 = time.perf_counter()
