@@ -8,6 +8,7 @@ that the modules import as `ansible_collections.keepwarm.ollama.plugins.module_u
 - `expires`  (`_expires.py`):  `classify`, `parse_expires_at`, `FOREVER`/`TIMED`/`STOPPING`, ...
 - `duration` (`_duration.py`): `request_keep_alive`, `parse_json_keep_alive`, `validate_env_keep_alive`, ...
 - `runner`   (`_runner.py`):   `load_request`, `repin_plan`, `model_facts`, `effective_num_ctx`, ...
+- `urls`     (`_urls.py`):     `redact_url`, `url_secrets`, `proxy_for` (Go's proxy rule: loopback never proxied)
 
 Each file's header lists its stable API. Where the agent finds them:
 
@@ -25,9 +26,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["CHECKOUT_DIR", "RULE_MODULES", "SOURCE", "duration", "expires", "names", "runner"]
+__all__ = ["CHECKOUT_DIR", "RULE_MODULES", "SOURCE", "duration", "expires", "names", "runner", "urls"]
 
-RULE_MODULES = ("_names", "_expires", "_duration", "_runner")
+RULE_MODULES = ("_names", "_expires", "_duration", "_runner", "_urls")
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "collection" / "plugins" / "module_utils"
 _PACKAGE = __name__.rpartition(".")[0]  # not __package__: Python 3.9 zipimport leaves it None
 _VENDORED = f"{_PACKAGE}._vendored"
@@ -63,3 +64,4 @@ names, SOURCE = _load("_names")
 expires, _ = _load("_expires")
 duration, _ = _load("_duration")
 runner, _ = _load("_runner")
+urls, _ = _load("_urls")

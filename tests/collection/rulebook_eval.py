@@ -16,7 +16,9 @@ def _call(fn, *args, **kwargs):
         return {"error": str(exc)}
 
 
-def evaluate(table, names, expires, duration, runner):
+def evaluate(table, rules):
+    """``rules`` has the modules as attributes: names, expires, duration, runner, urls."""
+    names, expires, duration, runner, urls = (rules.names, rules.expires, rules.duration, rules.runner, rules.urls)
     now = expires.parse_expires_at(table["now"])
     out = {}
     out["names"] = [
@@ -71,6 +73,11 @@ def evaluate(table, names, expires, duration, runner):
         {k: v for k, v in runner.repin_plan(r["entry"], r["options"], r["facts"]).items() if k != "note"}
         for r in table["repin"]
     ]
+    out["urls"] = {
+        "redact": [urls.redact_url(r["url"]) for r in table["urls"]["redact"]],
+        "secrets": [urls.url_secrets(r["url"]) for r in table["urls"]["secrets"]],
+        "proxy": [urls.proxy_for(r["url"], r["env"])[0] for r in table["urls"]["proxy"]],
+    }
     return out
 
 
@@ -79,7 +86,8 @@ if __name__ == "__main__":
     from heartbeat_agent import _rules
 
     with open(sys.argv[2], encoding="utf-8") as fh:
-        result = evaluate(json.load(fh), _rules.names, _rules.expires, _rules.duration, _rules.runner)
+        result = evaluate(json.load(fh), _rules)
     result["_source"] = _rules.SOURCE
-    result["_files"] = {m.__name__: m.__file__ for m in (_rules.names, _rules.expires, _rules.duration, _rules.runner)}
+    modules = (_rules.names, _rules.expires, _rules.duration, _rules.runner, _rules.urls)
+    result["_files"] = {m.__name__: m.__file__ for m in modules}
     json.dump(result, sys.stdout)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,9 +29,11 @@ PY39 = Path.home() / ".pyenv" / "versions" / "3.9.18" / "bin" / "python3.9"
 
 
 def _modules_route():
-    from ansible_collections.keepwarm.ollama.plugins.module_utils import _duration, _expires, _names, _runner
+    from ansible_collections.keepwarm.ollama.plugins.module_utils import _duration, _expires, _names, _runner, _urls
 
-    return evaluate(TABLE, _names, _expires, _duration, _runner)
+    return evaluate(
+        TABLE, SimpleNamespace(names=_names, expires=_expires, duration=_duration, runner=_runner, urls=_urls)
+    )
 
 
 def _checkout_route():
@@ -38,7 +41,7 @@ def _checkout_route():
 
     assert _rules.SOURCE == "checkout"
     assert Path(_rules.names.__file__) == REPO / "collection" / "plugins" / "module_utils" / "_names.py"
-    return evaluate(TABLE, _rules.names, _rules.expires, _rules.duration, _rules.runner)
+    return evaluate(TABLE, _rules)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +148,13 @@ def test_runner_requests(outcome):
         assert got["options"] == row["send"], row
         assert got["num_ctx"] == row["num_ctx"], row
         assert "num_batch" in got["reload_unknown"] and "shift" in got["reload_unknown"]
+
+
+def test_urls(outcome):
+    table = TABLE["urls"]
+    assert outcome["urls"]["redact"] == [r["shown"] for r in table["redact"]]
+    assert outcome["urls"]["secrets"] == [r["secrets"] for r in table["secrets"]]
+    assert outcome["urls"]["proxy"] == [r["proxy"] for r in table["proxy"]]
 
 
 def test_every_row_is_checked(outcome):
