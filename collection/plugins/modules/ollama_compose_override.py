@@ -24,7 +24,7 @@ description:
     RV(conflicts) with a warning; the project's own values that keepwarm's file overrides are reported with
     C(wins=false).
   - Compares the merged environment with the environment of the service's container (C(docker inspect)) and
-    returns RV(recreate_pending) and RV(up_argv), the command that recreates only that service. It never runs it:
+    returns RV(recreate_pending) and RV(up_argv), the command that recreates only that service. It never runs it;
     notify a handler. The named volumes survive a recreate (compose keeps them).
   - Fails, writing nothing, when the project folder, its compose file or the service is missing, or when the
     Docker Engine does not answer; the message names the fix.

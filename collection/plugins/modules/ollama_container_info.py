@@ -263,7 +263,7 @@ def run(module, docker):
     serve_pid = find_serve_process(pid) if pid else None
     proc_env = read_process_environment(serve_pid) if serve_pid else None
     if serve_pid and proc_env is None:
-        module.warn("cannot read /proc/%d/environ (run with become: true); restart_pending is not checked" % serve_pid)
+        module.warn("cannot read /proc/%s/environ (run with become: true); restart_pending is not checked" % serve_pid)
     cmdline = read_cmdline(serve_pid) if serve_pid else []
     return build_facts(
         inspect, image_env, expected, serve_pid=serve_pid, serve_cmdline=cmdline, proc_env=proc_env, desired=desired
