@@ -229,8 +229,7 @@ def watch_cmd(kind: str, trees: dict[str, Path], url: str) -> tuple[list[str], s
 
 def bench_reaction(trees: dict[str, Path], kind: str, idle_n: int, load_n: int, state_dir: str) -> dict:
     """Reaction to a client's "5m" with the agent `kind` ("new"/"old"), idle and during a ~40 s cold load."""
-    emu = Emulator({"OLLAMA_EMULATOR_TIME_SCALE": "1", "OLLAMA_EMULATOR_LOAD_BPS": "1.2e8",
-                    "OLLAMA_EMULATOR_PS_BLOCKS": "0"})  # fmt: skip
+    emu = Emulator({"OLLAMA_EMULATOR_TIME_SCALE": "1", "OLLAMA_EMULATOR_LOAD_BPS": "1.2e8"})
     cmd, cwd = watch_cmd(kind, trees, emu.url)
     env = {**os.environ, "STATE_DIRECTORY": tempfile.mkdtemp(dir=state_dir)}
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -312,16 +311,16 @@ def chart(data: dict, path: Path) -> None:
     ax = axes[3]
     groups, labels = [], []
     for r in data["reaction"]:
-        tag = "this agent" if r["agent"] == "new" else f"before (#{OLD_REV})"
+        tag = "now" if r["agent"] == "new" else OLD_REV
         groups += [r["idle"], r["during_load"]]
-        labels += [f"{tag}\nidle", f"{tag}\nduring a load"]
+        labels += [f"{tag}\nidle", f"{tag}\nloading"]
     for i, g in enumerate(groups):
         ax.scatter([i] * len(g), g, color="#c44e52", alpha=0.7)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("seconds until pinned again")
-    ax.set_title('`watch` reaction to a client\'s "5m"')
+    ax.set_title(f'`watch` reaction to a client\'s "5m"\n(now vs before issue 13, {OLD_REV})', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -338,11 +337,11 @@ def main() -> int:
         "machine": machine(),
         "targets": TARGETS,
         "once": bench_once(trees, 3 if smoke else 15, state_dir),
-        "resident": bench_resident(trees, 10 if smoke else 90, state_dir),
-        "reaction": [bench_reaction(trees, "new", 2 if smoke else 8, 2 if smoke else 6, state_dir)],
+        "resident": bench_resident(trees, 10 if smoke else 60, state_dir),
+        "reaction": [bench_reaction(trees, "new", 2 if smoke else 6, 2 if smoke else 5, state_dir)],
     }
     if not smoke:
-        data["reaction"].append(bench_reaction(trees, "old", 2, 2, state_dir))
+        data["reaction"].append(bench_reaction(trees, "old", 1, 1, state_dir))
     data["seconds"] = time.time() - started
     once39 = next(r for r in data["once"] if r["what"] == "byte-compiled tree 3.9")
     watch = next(r for r in data["resident"] if r["what"].startswith("agent watch"))

@@ -119,8 +119,7 @@ def test_watch_speaks_sd_notify_ready_watchdog_stopping(emulator_factory, tmp_pa
 
 def test_watch_repairs_while_another_model_loads(emulator_factory):
     """qwen2.5:7b takes ~6 s to load (slow disk); meanwhile a client sets llama3.2 to "5m": re-pinned within a poll."""
-    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="1", OLLAMA_EMULATOR_LOAD_BPS="8e8",
-                           OLLAMA_EMULATOR_PS_BLOCKS="0")  # fmt: skip
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="1", OLLAMA_EMULATOR_LOAD_BPS="8e8")
     emu.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": -1})  # ~2.5 s
     assert pinned(emu)
     watch = Watch("--url", emu.url, "--model", "llama3.2", "--model", "qwen2.5:7b", "--poll", "0.2")
