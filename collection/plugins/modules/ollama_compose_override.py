@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: ollama_compose_override
 short_description: Manage keepwarm's compose override file that sets the Ollama container's environment
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The compose analogue of M(keepwarm.ollama.ollama_override). Writes (or removes) an override file in the user's
     compose project whose only content is the C(environment) of one service (C(OLLAMA_KEEP_ALIVE),

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: ollama_container_info
 short_description: Read what the Ollama container and its running server really use
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The container analogue of M(keepwarm.ollama.ollama_service_info). Reads the container with C(docker inspect)
     (state, main PID, restart policy and count, published ports, mounts, C(Config.Env)) and the C(OLLAMA_*)
