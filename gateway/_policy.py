@@ -18,7 +18,7 @@ import json
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ._config import BOOL_OPTIONS, RELOAD_OPTIONS, GatewayConfig, ModelPolicy
-from ._rules import duration
+from ._rules import duration, names
 
 __all__ = ["Decision", "POLICY_ROUTES", "decide", "error_body"]
 
@@ -177,7 +177,11 @@ def _same_option(key: str, client: Any, pinned: Any) -> bool:
     return int(client.value()) == pinned  # float values for integer options are truncated (FromMap)
 
 
-def decide(cfg: GatewayConfig, route: str, raw: bytes) -> Decision:
+def decide(
+    cfg: GatewayConfig, route: str, raw: bytes, aliases: Optional[Dict[Tuple[str, ...], ModelPolicy]] = None
+) -> Decision:
+    """The decision for one request body. `aliases`: other names of a pinned model's blob (from /api/tags digests,
+    sched.go ``schedulerModelKey``: tags that share a blob share the runner), keyed by ``_names.name_key``."""
     flavour, handler = POLICY_ROUTES[route]
     obj = parse_body(raw)
     if obj is None:
@@ -186,6 +190,8 @@ def decide(cfg: GatewayConfig, route: str, raw: bytes) -> Decision:
     if type(model) is not str or not model:  # a JSON number is a Num (str subclass)
         return Decision("forward", None, None, ["pass.no_model"])
     policy = cfg.policy_for(model)
+    if policy is None and aliases:
+        policy = aliases.get(names.name_key(model))
     ka_present, ka_raw = _field(obj, "keep_alive")
     ka_ns: Optional[int] = None
     if flavour == "ollama" and ka_present and ka_raw is not None:

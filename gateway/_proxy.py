@@ -17,11 +17,11 @@ import json
 import socket
 import time
 from http import HTTPStatus
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import h11
 
-from ._config import GatewayConfig
+from ._config import GatewayConfig, ModelPolicy
 from ._hosts import host_allowed
 from ._metrics import Metrics
 from ._policy import POLICY_ROUTES, Decision, decide, error_body
@@ -32,6 +32,7 @@ __all__ = ["Gateway"]
 READ_SIZE = 65536
 MAX_IDLE_UPSTREAM = 64
 TAGS_TTL = 10.0
+ALIAS_REFRESH = 30.0
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Expect (the gateway answers 100-continue itself) and Host (rewritten).
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"proxy-authenticate",
@@ -147,6 +148,8 @@ class Gateway:
         self._token = b"Bearer " + cfg.token.encode() if cfg.token else None
         self.server: Optional[asyncio.AbstractServer] = None
         self._tags: Optional[Tuple[float, dict]] = None
+        self._aliases: Dict[Tuple[str, ...], ModelPolicy] = {}
+        self._refresher: Optional[asyncio.Task] = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
@@ -160,9 +163,38 @@ class Gateway:
             factory, self.cfg.listen_host, self.cfg.listen_port, backlog=1024, reuse_address=True
         )
         sockname = self.server.sockets[0].getsockname()
+        if self.cfg.models:
+            self._refresher = asyncio.ensure_future(self._refresh_aliases())
         return sockname[0], sockname[1]
 
+    async def _refresh_aliases(self) -> None:
+        """Every ALIAS_REFRESH s: the other tags of each pinned model's blob (/api/tags digests), so that a client
+        naming `llama3.2:3b` meets the policy of the pinned `llama3.2` when both are one blob (one runner)."""
+        while True:
+            try:
+                tags = await self.upstream_json("/api/tags")
+                digests = names.tags_digests(tags)
+                self._tags = (time.monotonic(), digests)
+                shown = {names.name_key(str(m["name"])): str(m["name"]) for m in tags.get("models") or []
+                         if isinstance(m, dict) and m.get("name")}  # fmt: skip
+                pinned_keys = {m.key for m in self.cfg.models}
+                aliases: Dict[Tuple[str, ...], ModelPolicy] = {}
+                for policy in self.cfg.models:
+                    digest = digests.get(policy.key)
+                    for key, other in digests.items():
+                        if digest and other == digest and key not in pinned_keys:
+                            aliases[key] = policy
+                if aliases != self._aliases:
+                    self._aliases = aliases
+                    text = ",".join(f"{shown.get(k, k[2])}={p.name}" for k, p in sorted(aliases.items()))
+                    self.log(event="aliases", result="ok", aliases=text or "-")
+            except (UpstreamError, AttributeError, ValueError, OSError) as exc:
+                self.log(event="aliases", result="error", error=str(exc))
+            await asyncio.sleep(ALIAS_REFRESH)
+
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -352,7 +384,7 @@ class Gateway:
             if body is None:
                 self._too_large(c, route, None)
                 return
-            decision = decide(self.cfg, path, body)
+            decision = decide(self.cfg, path, body, self._aliases)
             self.metrics.request(route, decision.model or "")
             if decision.action == "check_evict":
                 decision = await self._evict_rule(decision, path)

@@ -303,3 +303,18 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
                          check=False, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert out.returncode == 2
     assert "field=models[0].policy.unload" in out.stdout and "maybe" in out.stdout
+
+
+def test_another_tag_of_the_pinned_blob_meets_the_pin(pinned):
+    """llama3.2:3b is the same blob as llama3.2 (one runner, sched.go schedulerModelKey): same policy, no 503."""
+    emu, gw = pinned
+    line = wait_for(lambda: [f for f in gw.log_lines() if f.get("event") == "aliases"])
+    assert line and line[0]["aliases"] == "llama3.2:3b=llama3.2"
+    assert gw.request("POST", "/api/generate", {"model": "llama3.2:3b", "keep_alive": 0})[0] == 403
+    body = {"model": "llama3.2:3b", "prompt": "x", "stream": False, "options": {"num_ctx": 2048}, "keep_alive": "1m"}
+    status, reply = gw.json("POST", "/api/generate", body)
+    assert status == 200 and reply["model"] == "llama3.2:3b"
+    decision = gw.decisions()[-1]
+    assert decision["pinned"] == "llama3.2" and decision["rule"] == "options.rewrite,keep_alive.force"
+    time.sleep(0.3)
+    assert kinds(emu) == ["load"] and pinned_forever(emu)
