@@ -145,3 +145,28 @@ def test_override_refuses_a_name_with_a_trailing_newline(ansible_module, tmp_pat
                          interpreter=PY38)  # fmt: skip
     assert run.failed and "name" in run.result["msg"] and "Traceback" not in run.stdout + run.stderr, run
     assert not sd.exists()
+
+
+def test_a_model_created_from_a_loaded_one_shares_its_runner_and_digest_pins_hold(ansible_module, emulator_factory,
+                                                                                  tmp_path):  # fmt: skip
+    """`ollama create terse-llama` FROM llama3.2: another manifest digest, the same blob, so the same runner."""
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": [
+        {"name": "llama3.2:latest", "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+         "size": 2019393189, "context_length": 131072, "capabilities": ["completion", "tools"]},
+        {"name": "terse-llama:latest", "from": "llama3.2:latest", "parameters": {"temperature": 0.1}},
+    ]}))  # fmt: skip
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_EMULATOR_CATALOG=str(catalog))
+    with urllib.request.urlopen(emu.url + "/api/tags", timeout=30) as r:
+        digests = {m["name"]: m["digest"] for m in json.loads(r.read())["models"]}
+    assert digests["terse-llama:latest"] != digests["llama3.2:latest"]
+    assert ansible_module("ollama_pin", {"url": emu.url, "name": "llama3.2"}, interpreter=PY38).changed
+    derived = ansible_module("ollama_pin", {"url": emu.url, "name": "terse-llama"}, interpreter=PY38)
+    assert not derived.changed and derived.result["served_by"] == "llama3.2:latest", derived
+    wanted = "terse-llama@sha256:" + digests["terse-llama:latest"][:12]
+    ok = ansible_module("ollama_ps", {"url": emu.url, "models": [wanted], "allow_unlisted": False}, interpreter=PY38)
+    assert not ok.failed and ok.result["ok"], ok
+    wrong = ansible_module("ollama_ps", {"url": emu.url, "models": ["terse-llama@sha256:845dbda0ea48"],
+                                         "fail_on_problems": False}, interpreter=PY38)  # fmt: skip
+    assert [p["reason"] for p in wrong.result["problems"]] == ["digest"], wrong
+    assert loads(emu) == [("load", "llama3.2:latest")]

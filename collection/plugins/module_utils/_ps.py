@@ -21,8 +21,10 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._names import (
     digest_matches,
     display_shortest,
     find_runner,
+    name_key,
     runner_key,
     split_digest,
+    tags_digests,
 )
 
 # server/sched.go load(): a model is added to the loaded list (all /api/ps shows) only when its load finished
@@ -46,6 +48,19 @@ def show_key_of(client):
         return cache[key]
 
     return key_of
+
+
+def tags_digest_of(client):
+    """A cached ``digest_of`` for ``problems``: model name -> the server's manifest digest of that tag (GET
+    /api/tags, read once), or None."""
+    cache = {}
+
+    def digest_of(name):
+        if "tags" not in cache:
+            cache["tags"] = tags_digests(client.tags())
+        return cache["tags"].get(name_key(name))
+
+    return digest_of
 
 
 def gpu_fraction(size, size_vram):
@@ -100,11 +115,13 @@ def wanted_names(models):
     return names
 
 
-def problems(url, described, wanted, require_gpu=False, allow_unlisted=True, *, key_of=None):
+def problems(url, described, wanted, require_gpu=False, allow_unlisted=True, *, key_of=None, digest_of=None):
     """The problems of a host: each ``{url, model, expires_at, reason, message}``.
 
-    Reasons: ``missing`` (wanted, not in /api/ps: not loaded or still loading), ``digest`` (loaded, but the runner's
-    manifest digest is not the ``@sha256:`` one in the wanted name), ``expiring`` (loaded, not forever),
+    Reasons: ``missing`` (wanted, not in /api/ps: not loaded or still loading), ``digest`` (loaded, but neither the
+    runner's manifest digest nor, with ``digest_of`` (name -> the server's manifest digest of that tag, from
+    /api/tags), the digest of the wanted tag whose blob the runner serves is the ``@sha256:`` one in the wanted
+    name), ``expiring`` (loaded, not forever),
     ``offloaded`` (``size_vram`` below ``size``, exactly, with ``require_gpu``), ``unexpected`` (loaded, serving
     no wanted name, with ``allow_unlisted=False``). A wanted name matches the runner of its blob
     (``_names.find_runner`` with ``key_of``), so ``llama3.2:3b`` is served by a loaded ``llama3.2:latest``.
@@ -131,12 +148,17 @@ def problems(url, described, wanted, require_gpu=False, allow_unlisted=True, *, 
             continue
         served.append(id(entry))
         if digest and not digest_matches(digest, entry.get("digest")):
-            add(
-                entry["name"],
-                entry["expires_at"],
-                "digest",
-                "the loaded runner has digest %s, not the wanted %s" % (entry.get("digest") or "-", digest),
-            )
+            # another manifest of the same blob loaded the runner (a tag created FROM it): what the server would
+            # serve for the wanted name is that tag's manifest, on this runner
+            local = digest_of(base) if digest_of is not None else None
+            if not digest_matches(digest, local):
+                add(
+                    entry["name"],
+                    entry["expires_at"],
+                    "digest",
+                    "the loaded runner has digest %s and %s is %s on the server, not the wanted %s"
+                    % (entry.get("digest") or "-", display_shortest(base), local or "unknown", digest),
+                )
         if entry["state"] != FOREVER:
             left = entry["seconds_left"]
             add(

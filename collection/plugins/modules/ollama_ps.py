@@ -26,7 +26,9 @@ description:
     blob, which the module learns from C(POST /api/show) (C(FROM <blob>) in its modelfile) only for names with no
     loaded runner of the same name.
   - A name with a digest (C(llama3.2@sha256:a80c4f17acd5), 12 to 64 hex digits) also requires the loaded
-    runner's manifest digest to start with it (C(digest) problem otherwise); anything else after C(@) is refused.
+    runner's manifest digest to start with it or, when another manifest of the same blob loaded the runner, the
+    server's manifest digest of that tag (C(GET /api/tags)); a C(digest) problem otherwise. Anything else after
+    C(@) is refused.
   - A model that is loading right now is not in C(/api/ps) until its load finishes (server/sched.go), and
     C(/api/ps) answers at once meanwhile; such a model is reported C(missing) with that hint, never waited for.
 requirements:
@@ -172,7 +174,13 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._api import (
 )
 from ansible_collections.keepwarm.ollama.plugins.module_utils._expires import now_ns
 from ansible_collections.keepwarm.ollama.plugins.module_utils._names import ModelNameError, split_digest
-from ansible_collections.keepwarm.ollama.plugins.module_utils._ps import describe, problems, show_key_of, wanted_names
+from ansible_collections.keepwarm.ollama.plugins.module_utils._ps import (
+    describe,
+    problems,
+    show_key_of,
+    tags_digest_of,
+    wanted_names,
+)
 
 ARGUMENT_SPEC = connection_argspec()
 ARGUMENT_SPEC.update(
@@ -199,7 +207,13 @@ def run(module, client):
     described = [describe(e, now) for e in entries]
     try:
         found = problems(
-            client.display_url, described, wanted, p["require_gpu"], p["allow_unlisted"], key_of=show_key_of(client)
+            client.display_url,
+            described,
+            wanted,
+            p["require_gpu"],
+            p["allow_unlisted"],
+            key_of=show_key_of(client),
+            digest_of=tags_digest_of(client),
         )
     except OllamaError as exc:
         module.fail_json(msg=to_native(exc), models=described)
