@@ -64,7 +64,7 @@ def request_bytes(method: str, path: str, body: dict | None = None) -> bytes:
     return head.encode() + b"\r\n" + data
 
 
-def load(port: int, request: bytes, concurrency: int, total: int, ttfb: bool = False) -> dict:
+def load(port: int, request: bytes, concurrency: int, total: int, *, ttfb: bool = False, interval: float = 0.0) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".http", delete=False) as fh:
         fh.write(request)
         path = fh.name
@@ -72,6 +72,8 @@ def load(port: int, request: bytes, concurrency: int, total: int, ttfb: bool = F
         cmd = [PY, str(HERE / "loadgen.py"), f"127.0.0.1:{port}", path, str(concurrency), str(total)]
         if ttfb:
             cmd.append("--ttfb")
+        if interval:
+            cmd += ["--interval", str(interval)]
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=600).stdout
     finally:
         os.unlink(path)

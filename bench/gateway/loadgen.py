@@ -1,10 +1,11 @@
 """Closed-loop HTTP/1.1 load generator: C clients, each on its own kept-alive connection, N requests in total.
 
-    python bench/gateway/loadgen.py HOST:PORT REQUEST_FILE CONCURRENCY TOTAL [--ttfb]
+    python bench/gateway/loadgen.py HOST:PORT REQUEST_FILE CONCURRENCY TOTAL [--ttfb] [--interval S]
 
 Prints one JSON object: latencies in seconds (full response, or with --ttfb the time to the first body line:
-the first NDJSON line or SSE event). Raw sockets and a minimal parser, so the client costs as little as possible
-and the same for every target.
+the first NDJSON line or SSE event). With --interval each client starts a request every S seconds (or at once when
+the previous one ended late): a paced load of CONCURRENCY/S requests per second instead of a closed loop. Raw
+sockets and a minimal parser, so the client costs as little as possible and the same for every target.
 """
 
 from __future__ import annotations
@@ -47,17 +48,25 @@ async def _read_response(reader: asyncio.StreamReader, t0: float, ttfb: bool) ->
     return (first if ttfb and first is not None else end) - t0
 
 
-async def run(host: str, port: int, request: bytes, concurrency: int, total: int, *, ttfb: bool) -> dict:
+async def run(
+    host: str, port: int, request: bytes, concurrency: int, total: int, *, ttfb: bool, interval: float = 0.0
+) -> dict:
     latencies: list = []
     errors = 0
     remaining = total
 
-    async def client() -> None:
+    async def client(index: int) -> None:
         nonlocal remaining, errors
         reader, writer = await asyncio.open_connection(host, port)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        next_send = time.perf_counter() + interval * index / concurrency  # spread the clients over one interval
         while remaining > 0:
             remaining -= 1
+            if interval:
+                delay = next_send - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_send += interval
             t0 = time.perf_counter()
             writer.write(request)
             try:
@@ -69,7 +78,7 @@ async def run(host: str, port: int, request: bytes, concurrency: int, total: int
         writer.close()
 
     t_start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
     wall = time.perf_counter() - t_start
     return {"latencies": latencies, "errors": errors, "wall": wall}
 
@@ -79,7 +88,10 @@ def main() -> int:
     host, _, port = hostport.rpartition(":")
     with open(request_file, "rb") as fh:
         request = fh.read()
-    result = asyncio.run(run(host, int(port), request, int(concurrency), int(total), ttfb="--ttfb" in sys.argv))
+    interval = float(sys.argv[sys.argv.index("--interval") + 1]) if "--interval" in sys.argv else 0.0
+    result = asyncio.run(
+        run(host, int(port), request, int(concurrency), int(total), ttfb="--ttfb" in sys.argv, interval=interval)
+    )
     json.dump(result, sys.stdout)
     return 0
 

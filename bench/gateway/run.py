@@ -31,6 +31,9 @@ from pathlib import Path
 
 from common import HERE, PY, ROOT, free_port, load, request_bytes, start, stop, summary
 
+PACED_RATE = 200  # requests/s in all: far above what one Ollama server completes, far below the proxies' limits
+PACED_SECONDS = 4.0
+
 NGINX_CONF = """
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -174,22 +177,27 @@ def measure(upstream: str, clients: tuple, totals: dict, tmp: Path, nginx: str |
             "streaming TTFB": (request_bytes("POST", "/api/generate", {**body, "stream": True}), True),
             "streaming full": (request_bytes("POST", "/api/generate", {**body, "stream": True}), False),
         }
-        for case, (req, ttfb) in cases.items():
-            for conc in clients:
-                for name, port in targets.items():
-                    load(port, req, conc, max(conc * 3, 30), ttfb=ttfb)  # warm-up: connections, caches
-                    before = metrics(gw_port) if name == "gateway" else None
-                    run = load(port, req, conc, totals[conc], ttfb=ttfb)
-                    row = {"upstream": upstream, "case": case, "clients": conc, "target": name, **summary(run)}
-                    if before is not None:
-                        after = metrics(gw_port)
-                        n = after["keepwarm_gateway_added_latency_seconds_count"] - before[
-                            "keepwarm_gateway_added_latency_seconds_count"]  # fmt: skip
-                        s = after["keepwarm_gateway_added_latency_seconds_sum"] - before[
-                            "keepwarm_gateway_added_latency_seconds_sum"]  # fmt: skip
-                        row["self_mean_ms"] = s / n * 1e3 if n else None
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+        plan = [(case, req, ttfb, conc, 0.0) for case, (req, ttfb) in cases.items() for conc in clients]
+        paced = [c for c in clients if c > 1]
+        for case in ("non-streaming", "streaming TTFB"):  # the same at a steady PACED_RATE instead of a closed loop
+            req, ttfb = cases[case]
+            plan += [(f"{case}, paced {PACED_RATE} req/s", req, ttfb, c, c / PACED_RATE) for c in paced]
+        for case, req, ttfb, conc, interval in plan:
+            total = int(PACED_SECONDS * PACED_RATE) if interval else totals[conc]
+            for name, port in targets.items():
+                load(port, req, conc, max(conc * 3, 30), ttfb=ttfb)  # warm-up: connections, caches
+                before = metrics(gw_port) if name == "gateway" else None
+                run = load(port, req, conc, total, ttfb=ttfb, interval=interval)
+                row = {"upstream": upstream, "case": case, "clients": conc, "target": name, **summary(run)}
+                if before is not None:
+                    after = metrics(gw_port)
+                    n = after["keepwarm_gateway_added_latency_seconds_count"] - before[
+                        "keepwarm_gateway_added_latency_seconds_count"]  # fmt: skip
+                    s = after["keepwarm_gateway_added_latency_seconds_sum"] - before[
+                        "keepwarm_gateway_added_latency_seconds_sum"]  # fmt: skip
+                    row["self_mean_ms"] = s / n * 1e3 if n else None
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     finally:
         for p in reversed(procs):
             stop(p)

@@ -45,8 +45,8 @@ def main() -> int:
         for case, (req, ttfb) in cases.items():
             for conc in (1, 16, 64):
                 for name, port in targets.items():
-                    load(port, req, conc, 200, ttfb)  # warm-up
-                    r = load(port, req, conc, args.total, ttfb)
+                    load(port, req, conc, 200, ttfb=ttfb)  # warm-up
+                    r = load(port, req, conc, args.total, ttfb=ttfb)
                     rows.append({"case": case, "clients": conc, "target": name, **summary(r)})
                     print(json.dumps(rows[-1]), flush=True)
     finally:
