@@ -109,6 +109,7 @@ def run_playbook(  # noqa: PLR0917
     if serial and playbook == "site.yml":
         cmd += ["-e", f"keepwarm_serial={serial}"]
     env = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / "collections"))  # the checkout's (ansible.cfg names none)
     env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
