@@ -290,7 +290,7 @@ def render_md(result: dict) -> str:
         "*added* = the target's percentile minus direct's in the same row group (a difference of percentiles, so "
         "noise can make it negative); *gateway's own* = mean of the gateway's keepwarm_gateway_added_latency_seconds "
         "histogram over the run (its time between request in and upstream request out, plus upstream response head in "
-        "and client response head out). Rules: bench/README.md `gateway`.",
+        "and client response head out). Method: bench/gateway/README.md.",
         "",
     ]
     return "\n".join(lines)

@@ -5,7 +5,7 @@
 Candidates (pure Python, run on 3.9+, fit in a zipapp): the gateway as built (asyncio streams + h11, policy code
 on), and a stdlib-only threaded proxy (http.server.ThreadingHTTPServer + http.client, bench/gateway/stdlib_proxy.py).
 Upstream: bench/gateway/null_upstream.py (answers at once). Interleaved: each row runs direct, then each candidate.
-Writes bench/results/gateway-stacks.json and prints a markdown table.
+Writes bench/results/gateway.stacks.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> int:
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (ROOT / "bench" / "results" / "gateway-stacks.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / "bench" / "results" / "gateway.stacks.json").write_text(json.dumps(out, indent=1) + "\n")
     print("| Case | Clients | Target | p50 ms | p99 ms | mean ms | max ms | req/s | added p50 | added p99 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     direct = {(r["case"], r["clients"]): r for r in rows if r["target"] == "direct"}

@@ -318,3 +318,31 @@ def test_another_tag_of_the_pinned_blob_meets_the_pin(pinned):
     assert decision["pinned"] == "llama3.2" and decision["rule"] == "options.rewrite,keep_alive.force"
     time.sleep(0.3)
     assert kinds(emu) == ["load"] and pinned_forever(emu)
+
+
+def test_queued_load_goes_through_once_the_pinned_slot_frees(emulator_factory, gateway_factory, tmp_path):
+    import threading
+
+    emu = emulator_factory(OLLAMA_MAX_LOADED_MODELS="1", OLLAMA_EMULATOR_TIME_SCALE="60")
+    config = tmp_path / "gw.json"
+    config.write_text(json.dumps({"models": [{"name": "llama3.2", "policy": {"evict": "queue", "unload": "allow"}}],
+                                  "gateway": {"max_loaded_models": 1, "queue_timeout": 10}}))  # fmt: skip
+    gw = gateway_factory(emu.url, "--config", str(config))
+    assert gw.json("POST", "/api/generate", {"model": "llama3.2"})[0] == 200
+    result = {}
+
+    def other() -> None:
+        result["status"] = gw.request("POST", "/api/generate", {"model": "qwen2.5:7b", "prompt": "x", "stream": False})[
+            0
+        ]
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    time.sleep(1.0)
+    assert "status" not in result  # still queued: the pinned model holds the only slot
+    assert gw.json("POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})[1]["done_reason"] == "unload"
+    worker.join(timeout=15)
+    assert result["status"] == 200
+    queued = [d for d in gw.decisions() if d.get("model") == "qwen2.5:7b"]
+    assert queued[0]["rule"] == "pass.unpinned,evict.queue" and queued[0]["detail"] == "slot freed"
+    assert "eviction" not in kinds(emu, "llama3.2:latest")
