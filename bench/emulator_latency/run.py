@@ -3,7 +3,7 @@
 Debian's nginx with upstream keepalive (issue 17).
 
     .venv/bin/python bench/emulator_latency/run.py                   # bench/results/emulator_latency.{md,json}
-    .venv/bin/python bench/emulator_latency/run.py --before 43040f5  # also lab/emulator at that commit
+    .venv/bin/python bench/emulator_latency/run.py --before b18d5b2  # also lab/emulator at that commit
     .venv/bin/python bench/emulator_latency/run.py --smoke           # 20 requests a row, under build/bench/smoke/
 
 The emulator runs as the lab runs it: the zipapp built by lab/emulator/build.py. Each row times N sequential
