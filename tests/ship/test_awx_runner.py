@@ -164,7 +164,13 @@ def test_converge_ran_the_installed_collection(jobs, private_data_dir, lab_hosts
     for host in lab_hosts.hosts:
         remote = lab_hosts.ssh(host, f"sha256sum /usr/local/lib/keepwarm/{ZIPAPP}").stdout.split()[0]
         assert remote == digest, host
-        assert lab_hosts.ssh(host, "systemctl is-active keepwarm-heartbeat.timer").stdout.strip() == "active"
+        assert lab_hosts.ssh(host, f"systemctl is-active {heartbeat_unit()}").stdout.strip() == "active"
+
+
+def heartbeat_unit() -> str:
+    """The unit the heartbeat role starts by default (roles/heartbeat/defaults/main.yml heartbeat_mode)."""
+    defaults = yaml.safe_load((ROOT / "roles" / "heartbeat" / "defaults" / "main.yml").read_text())
+    return "keepwarm-heartbeat.timer" if defaults["heartbeat_mode"] == "timer" else "keepwarm-heartbeat-watch.service"
 
 
 def inventory_models(inventory: Path) -> set[str]:
