@@ -35,6 +35,14 @@ PLAYBOOK = """
         - {{name: once.service, mode: timer}}
       vars:
         heartbeat_mode: "{{{{ item.mode }}}}"
+    - ansible.builtin.copy:
+        content: "{{{{ _heartbeat_config | ansible.builtin.to_nice_json(indent=2) }}}}"
+        dest: "{out}/heartbeat.json"
+        mode: "0644"
+      vars:  # strings, as --extra-vars key=value gives them
+        heartbeat_poll: "1"
+        heartbeat_interval: "15"
+        heartbeat_request_timeout: "7"
 """
 
 
@@ -50,7 +58,9 @@ def units(tmp_path_factory) -> dict[str, str]:
         capture_output=True, text=True, env=env, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {p.name: p.read_text() for p in out.glob("*.service")}
+    files = {p.name: p.read_text() for p in out.glob("*.service")}
+    files["heartbeat.json"] = (out / "heartbeat.json").read_text()
+    return files
 
 
 def test_watch_is_the_default_mode():
@@ -143,3 +153,14 @@ def test_probe_wants_the_resolver_for_a_name(tmp_path):
     errors = probe(sys.executable, f"http://{host}:11434", ["localhost", address])["errors"]
     assert any("resolver" in e and resolvers[0] in e for e in errors), errors
     assert probe(sys.executable, f"http://{host}:11434", ["localhost", address, *resolvers])["errors"] == []
+
+
+def test_config_from_string_variables_is_accepted_by_the_agent(units, tmp_path):
+    """heartbeat_poll=1 from `--extra-vars key=value` is the string "1": the role writes numbers for the agent."""
+    from heartbeat_agent._config import load_config
+
+    path = tmp_path / "heartbeat.json"
+    path.write_text(units["heartbeat.json"])
+    config = load_config(str(path), {})
+    assert (config.poll, config.interval, config.request_timeout) == (1.0, 15.0, 7.0)
+    assert [m.key for m in config.models] == ["llama3.2:latest"]
