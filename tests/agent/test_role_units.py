@@ -73,6 +73,7 @@ def test_watch_is_the_default_mode():
 def test_watch_unit_is_notify_with_watchdog(units):
     lines = units["watch.service"].splitlines()
     assert "Type=notify" in lines and "NotifyAccess=main" in lines and "Restart=always" in lines
+    assert "RestartPreventExitStatus=2" in lines  # a bad config is not retried every 5 s
     watchdog = next(x for x in lines if x.startswith("WatchdogSec="))
     # a poll's worst case: /api/ps with retries (max(poll, 2) s + request_timeout) and a /api/show: 2*(2*10+5)+30
     assert watchdog == "WatchdogSec=80"
