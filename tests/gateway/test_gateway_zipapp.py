@@ -1,5 +1,5 @@
-"""The reproducible zipapp (tools/build_gateway_zipapp.py) on the oldest supported Python: 3.9 from pyenv, in front of
-a real emulator, with nothing but the zip and the standard library."""
+"""The reproducible zipapp (tools/build_gateway_zipapp.py) on the oldest supported Python (3.9) and a new one (3.13),
+both from pyenv, in front of a real emulator, with nothing but the zip and the standard library."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from gwhelpers import ROOT, http_request, wait_for
 
 PY39 = "/root/.pyenv/versions/3.9.18/bin/python3.9"
+PY313 = "/root/.pyenv/versions/3.13.0/bin/python3.13"
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,11 @@ def test_build_is_reproducible_and_vendors_the_rulebook(zipapp):
     assert "h11/__init__.py" in names and not any(n.endswith(".pyc") for n in names)
 
 
-def test_zipapp_on_python39_enforces_the_pin(zipapp, emulator_factory, gateway_factory):
+@pytest.mark.parametrize("python", [PY39, PY313], ids=["py3.9", "py3.13"])
+def test_zipapp_enforces_the_pin(zipapp, emulator_factory, gateway_factory, python):
     emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60", OLLAMA_MAX_LOADED_MODELS="1")
     gw = gateway_factory(emu.url, "--model", "llama3.2,num_ctx=8192", "--max-loaded-models", "1",
-                         command=[PY39, "-I", str(zipapp[0])])  # fmt: skip
+                         command=[python, "-I", str(zipapp[0])])  # fmt: skip
     assert gw.json("POST", "/api/generate", {"model": "llama3.2", "keep_alive": "5m"})[0] == 200
     assert wait_for(lambda: emu.ps() and emu.ps()[0]["expires_at"][:2] == "23")  # forever: year 23xx
     assert gw.request("POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})[0] == 403
