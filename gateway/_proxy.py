@@ -18,6 +18,7 @@ import socket
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 import h11
 
@@ -50,6 +51,17 @@ NOT_FORWARDED = ("pass", "unload.allow", "evict.allow", "evict.queue")
 def _raw(headers: Any) -> List[Tuple[bytes, bytes, bytes]]:
     """(name as sent, lower-case name, value): headers go on with the peer's own spelling (Go's Content-Type)."""
     return [(raw, raw.lower(), value) for raw, value in headers.raw_items()]
+
+
+def route_path(target: bytes) -> str:
+    """The path Ollama routes on: Go's net/http parses the request target (an absolute-form
+    `http://host/api/generate` included) and gin matches the percent-decoded `URL.Path` (`/api/%67enerate` is
+    `/api/generate`), so the policy must see the same, or an encoded path would walk past it."""
+    text = target.decode("latin-1")
+    if "://" in text.split("/", 1)[0] or text.lower().startswith(("http://", "https://")):
+        rest = text.split("://", 1)[1]
+        text = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return unquote(text.split("?", 1)[0], errors="surrogateescape")
 
 
 class UpstreamError(Exception):
@@ -338,8 +350,7 @@ class Gateway:
         c.writer.write(data + c.conn.send(h11.EndOfMessage()))
 
     async def _handle(self, c: _Client, req: h11.Request) -> None:
-        target = req.target.decode("latin-1")
-        path = target.split("?", 1)[0]
+        path = route_path(req.target)
         method = req.method
         route = path if path in KNOWN_ROUTES else "other"
         headers = req.headers

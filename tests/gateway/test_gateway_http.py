@@ -83,3 +83,18 @@ def test_ollama_down_gives_502_naming_the_upstream(gateway_factory):
     assert status == 502
     assert wait_for(lambda: [f for f in gw.log_lines() if f.get("event") == "upstream_error"])
     assert gw.proc.poll() is None
+
+
+def test_encoded_and_absolute_form_paths_meet_the_policy(emulator_factory, gateway_factory):
+    """Go's net/http decodes the path and accepts absolute-form targets; gin routes on the result, so must the policy."""
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60")
+    gw = gateway_factory(emu.url, "--model", "llama3.2")
+    body = json.dumps({"model": "llama3.2", "keep_alive": 0}).encode()
+    for target in (b"/api/%67enerate", b"/api/generate?x=1", b"http://localhost:11434/api/generate"):
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(
+                b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (target, len(body), body)
+            )
+            status, _h, data = read_response(s.makefile("rb"))
+        assert status == 403, target
+        assert "unload=refuse" in json.loads(data)["error"]
