@@ -86,7 +86,7 @@ def test_ollama_down_gives_502_naming_the_upstream(gateway_factory):
 
 
 def test_encoded_and_absolute_form_paths_meet_the_policy(emulator_factory, gateway_factory):
-    """Go's net/http decodes the path and accepts absolute-form targets; gin routes on the result, so must the policy."""
+    """Go decodes the path and takes absolute-form targets; gin routes on the result, and so does the policy."""
     emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60")
     gw = gateway_factory(emu.url, "--model", "llama3.2")
     body = json.dumps({"model": "llama3.2", "keep_alive": 0}).encode()
