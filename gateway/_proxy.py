@@ -58,7 +58,7 @@ def route_path(target: bytes) -> str:
     `http://host/api/generate` included) and gin matches the percent-decoded `URL.Path` (`/api/%67enerate` is
     `/api/generate`), so the policy must see the same, or an encoded path would walk past it."""
     text = target.decode("latin-1")
-    if "://" in text.split("/", 1)[0] or text.lower().startswith(("http://", "https://")):
+    if text.lower().startswith(("http://", "https://")):
         rest = text.split("://", 1)[1]
         text = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
     return unquote(text.split("?", 1)[0], errors="surrogateescape")
@@ -356,6 +356,8 @@ class Gateway:
         headers = req.headers
         if self.cfg.listen_is_loopback:
             host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
+            if req.target.lower().startswith((b"http://", b"https://")):  # absolute-form: Host comes from the URL
+                host = req.target.split(b"://", 1)[1].split(b"/", 1)[0].decode("latin-1") or host
             if not host_allowed(host):
                 self.metrics.refusal("host")
                 self.log(event="refuse", rule="host", client=c.name, route=route, host=host, status=403)

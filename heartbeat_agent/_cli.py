@@ -174,6 +174,7 @@ def _client(config: Config, retry_budget: Optional[float] = None, transport: Any
         headers=config.headers,
         validate_certs=config.validate_certs,
         ca_path=config.ca_path,
+        use_proxy=config.use_proxy,
     )
 
 

@@ -21,6 +21,7 @@ import httpx
 from . import __version__
 from ._config import redact_url
 from ._exceptions import BadResponse, LoadTimeout, ModelNotFound, RequestFailed, ServerUnreachable
+from ._rules import urls
 
 __all__ = ["Answer", "OllamaClient", "redact_url"]
 
@@ -90,6 +91,8 @@ class OllamaClient:
         headers: Optional[Dict[str, str]] = None,
         validate_certs: bool = True,
         ca_path: Optional[str] = None,
+        use_proxy: bool = True,
+        environ: Optional[Dict[str, str]] = None,
     ) -> None:
         self.url = url
         self.shown_url = redact_url(url)
@@ -98,12 +101,16 @@ class OllamaClient:
         self.retry_budget = retry_budget
         self.sleep = sleep
         self.counts: Dict[str, int] = {"GET": 0, "POST": 0, "SHOW": 0}
+        # The one proxy rule (rules urls.proxy_for, Go's useProxy): loopback never, no_proxy honoured; httpx's own
+        # environment handling (trust_env) stays off because it would send loopback calls to a host-wide proxy.
+        self.proxy, self.proxy_variable = urls.proxy_for(url, environ) if use_proxy else (None, None)
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(request_timeout, connect=min(request_timeout, 3.0)),
             verify=_ssl_context(url, validate_certs, ca_path),
             transport=transport,
-            trust_env=False,  # no proxy from the environment between the agent and its local server
+            trust_env=False,
+            proxy=self.proxy,
             headers={"User-Agent": f"keepwarm-heartbeat/{__version__}", **(headers or {})},
         )
 

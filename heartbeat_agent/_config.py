@@ -50,6 +50,8 @@ DEFAULTS: Dict[str, Any] = {
     "headers": {},
     "validate_certs": True,
     "ca_path": None,
+    # http(s)_proxy/no_proxy from the agent's environment, by Go's rule (rules urls.proxy_for): never for loopback.
+    "use_proxy": True,
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
 MODEL_KEYS = frozenset({"name", "options"})
@@ -86,6 +88,7 @@ class Config(NamedTuple):
     headers: Dict[str, str] = {}
     validate_certs: bool = True
     ca_path: Optional[str] = None
+    use_proxy: bool = True
 
 
 def parse_keep_alive(value: object, field: str = "keep_alive") -> KeepAlive:
@@ -181,8 +184,8 @@ def _number(raw: Dict[str, Any], key: str, minimum: float = 0.0) -> float:
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 
 
-def _connection(raw: Dict[str, Any]) -> Tuple[Dict[str, str], bool, Optional[str]]:
-    """headers (names RFC 9110 tokens, values without CR/LF; values never shown), validate_certs, ca_path."""
+def _connection(raw: Dict[str, Any]) -> Tuple[Dict[str, str], bool, Optional[str], bool]:
+    """headers (names RFC 9110 tokens, values without CR/LF; values never shown), validate_certs, ca_path, use_proxy."""
     headers = raw["headers"]
     if not isinstance(headers, dict):
         raise ConfigError("headers", f"must be an object of header names to values, got {type(headers).__name__}")
@@ -200,7 +203,10 @@ def _connection(raw: Dict[str, Any]) -> Tuple[Dict[str, str], bool, Optional[str
             raise ConfigError("ca_path", f"must be null or the path of a PEM file of CA certificates, got {ca_path!r}")
         if not os.path.isfile(ca_path) or not os.access(ca_path, os.R_OK):
             raise ConfigError("ca_path", f"{ca_path!r} is not a readable file")
-    return dict(headers), validate_certs, ca_path
+    use_proxy = raw["use_proxy"]
+    if not isinstance(use_proxy, bool):
+        raise ConfigError("use_proxy", f"must be true or false, got {use_proxy!r}")
+    return dict(headers), validate_certs, ca_path, use_proxy
 
 
 def _model(item: object, index: int) -> ModelSpec:
@@ -295,7 +301,7 @@ def build_config(raw: Dict[str, Any]) -> Config:
         if spec.key in seen:
             raise ConfigError(f"models[{i}].name", f"{spec.name!r} duplicates models[{seen[spec.key]}]")
         seen[spec.key] = i
-    headers, validate_certs, ca_path = _connection(merged)
+    headers, validate_certs, ca_path, use_proxy = _connection(merged)
     return Config(
         url=url.rstrip("/"),
         keep_alive=keep_alive,
@@ -308,6 +314,7 @@ def build_config(raw: Dict[str, Any]) -> Config:
         headers=headers,
         validate_certs=validate_certs,
         ca_path=ca_path,
+        use_proxy=use_proxy,
     )
 
 

@@ -98,3 +98,14 @@ def test_encoded_and_absolute_form_paths_meet_the_policy(emulator_factory, gatew
             status, _h, data = read_response(s.makefile("rb"))
         assert status == 403, target
         assert "unload=refuse" in json.loads(data)["error"]
+
+
+def test_absolute_form_host_is_the_one_checked(emulator_factory, gateway_factory):
+    """net/http readRequest: for an absolute-form target, Request.Host is the URL's host, not the Host header."""
+    emu = emulator_factory(OLLAMA_EMULATOR_TIME_SCALE="60")
+    gw = gateway_factory(emu.url)
+    for target, host, status in [(b"http://evil.example/api/version", b"localhost", 403),
+                                 (b"http://localhost/api/version", b"evil.example", 200)]:  # fmt: skip
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, host))
+            assert read_response(s.makefile("rb"))[0] == status, target
