@@ -69,6 +69,7 @@ def client(config, **kwargs):
         headers=config.headers,
         validate_certs=config.validate_certs,
         ca_path=config.ca_path,
+        use_proxy=config.use_proxy,
         **kwargs,
     )
 
@@ -104,6 +105,7 @@ def test_validate_certs_false_accepts_it(tls_url):
         ({"headers": {"X-Auth": "a\r\nInjected: 1"}}, "headers.X-Auth"),
         ({"validate_certs": "yes"}, "validate_certs"),
         ({"ca_path": "/nonexistent/ca.pem"}, "ca_path"),
+        ({"use_proxy": "no"}, "use_proxy"),
     ],
 )
 def test_bad_connection_options_are_refused_by_field(change, field):
@@ -111,3 +113,53 @@ def test_bad_connection_options_are_refused_by_field(change, field):
         build_config({"url": "https://127.0.0.1:1", "models": ["llama3.2"], **change})
     assert exc.value.field == field
     assert "a\r\nInjected" not in str(exc.value)
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy on loopback that answers for the server behind it (it records the absolute-form target)."""
+
+    def do_GET(self):
+        SEEN.append({"proxy_target": self.path})
+        body = json.dumps({"models": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def proxy_url():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    SEEN.clear()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_remote_server_goes_through_the_environment_proxy(proxy_url):
+    config = build_config({"url": "http://gpu-01.keepwarm.invalid:11434", "models": ["llama3.2"]})
+    with client(config, environ={"http_proxy": proxy_url}) as c:
+        assert c.ps() == []
+    assert SEEN == [{"proxy_target": "http://gpu-01.keepwarm.invalid:11434/api/ps"}]
+
+
+def test_no_proxy_and_use_proxy_false_bypass_it(proxy_url):
+    for extra, env in (({}, {"http_proxy": proxy_url, "no_proxy": ".keepwarm.invalid"}), ({"use_proxy": False}, {})):
+        config = build_config({"url": "http://gpu-01.keepwarm.invalid:11434", "models": ["llama3.2"], **extra})
+        with client(config, environ={"http_proxy": proxy_url, **env}) as c:
+            assert c.proxy is None
+    assert SEEN == []
+
+
+def test_loopback_is_never_proxied(tls_url, pki, proxy_url):
+    """A host-wide https_proxy must not capture the local server (Go's rule, as the ollama CLI)."""
+    config = build_config({"url": tls_url, "models": ["llama3.2"], "ca_path": str(pki / "ca.pem")})
+    with client(config, environ={"https_proxy": proxy_url, "http_proxy": proxy_url}) as c:
+        assert c.proxy is None
+        assert c.ps() == []
+    assert "proxy_target" not in SEEN[-1]
