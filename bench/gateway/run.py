@@ -11,8 +11,8 @@ streams to their last byte) and 1, 16, 64 closed-loop clients (bench/gateway/loa
 each), the three targets run one after the other (interleaved), after a warm-up. Then memory: the gateway's RSS
 while 64 clients keep 64 streams open for 20 s (emulator at time scale 1: each stream ~0.4 s), sampled every 0.25 s.
 
-Writes bench/results/gateway.{json,md,png} (--smoke: 1 and 4 clients, 100 requests, 3 s of streams, under
-build/bench/smoke/).
+Writes bench/results/gateway.{json,md,png} (--smoke: 1 and 4 clients, 50-100 requests per row, 0.5 s paced rows,
+64 streams at time scale 2, under build/bench/smoke/).
 """
 
 from __future__ import annotations
@@ -123,8 +123,10 @@ def main() -> int:
     nginx = shutil.which("nginx")
     try:
         for upstream in ("null", "emulator"):
-            rows += measure(upstream, clients, totals[upstream], tmp, nginx)
-        memory = measure_memory(64 * (1 if args.smoke else 5))
+            rows += measure(
+                upstream, clients, totals[upstream], tmp, nginx, paced_s=0.5 if args.smoke else PACED_SECONDS
+            )
+        memory = measure_memory(64 * (1 if args.smoke else 5), "2" if args.smoke else "0.5")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
@@ -147,7 +149,7 @@ def main() -> int:
     return 0
 
 
-def measure(upstream: str, clients: tuple, totals: dict, tmp: Path, nginx: str | None) -> list:
+def measure(upstream: str, clients: tuple, totals: dict, tmp: Path, nginx: str | None, *, paced_s: float) -> list:
     """direct / gateway / nginx in front of one upstream (the null server or the emulator), interleaved per row."""
     procs: list = []
     rows = []
@@ -183,7 +185,7 @@ def measure(upstream: str, clients: tuple, totals: dict, tmp: Path, nginx: str |
             req, ttfb = cases[case]
             plan += [(f"{case}, paced {PACED_RATE} req/s", req, ttfb, c, c / PACED_RATE) for c in paced]
         for case, req, ttfb, conc, interval in plan:
-            total = int(PACED_SECONDS * PACED_RATE) if interval else totals[conc]
+            total = int(paced_s * PACED_RATE) if interval else totals[conc]
             for name, port in targets.items():
                 load(port, req, conc, max(conc * 3, 30), ttfb=ttfb)  # warm-up: connections, caches
                 before = metrics(gw_port) if name == "gateway" else None
@@ -212,10 +214,10 @@ def nginx_version() -> str | None:
     return (out.stderr or out.stdout).strip().split("/")[-1]
 
 
-def measure_memory(total: int) -> dict:
+def measure_memory(total: int, scale: str) -> dict:
     """The gateway's RSS while 64 clients keep 64 streams open: emulator at time scale 0.5 with 64 parallel slots, so
     every stream is live for at least ~0.7 s (26 tokens 26 ms apart); `total` streams in all."""
-    emu, emu_port = emulator("0.5", {"OLLAMA_NUM_PARALLEL": "64"})
+    emu, emu_port = emulator(scale, {"OLLAMA_NUM_PARALLEL": "64"})
     procs = [emu]
     try:
         pin(emu_port)
