@@ -297,6 +297,14 @@ class Gateway:
                     pass
         except (OSError, ClientGone, h11.LocalProtocolError):
             pass
+        except Exception as exc:  # a gateway bug must cost one connection, never the process  # noqa: BLE001
+            self.log(event="internal_error", client=c.name, error=f"{type(exc).__name__}: {exc}")
+            if c.conn.our_state is h11.SEND_RESPONSE:
+                try:
+                    msg = f"keepwarm-gateway: internal error: {type(exc).__name__}"
+                    self._respond(c, 500, error_body("ollama", msg, 500), JSON_HEADERS + [(b"Connection", b"close")])
+                except h11.LocalProtocolError:
+                    pass
         finally:
             c.disarm()
             reader.on_eof = None
