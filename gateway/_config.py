@@ -37,7 +37,11 @@ POLICY_CHOICES: Dict[str, Tuple[str, ...]] = {
     "evict": ("refuse", "queue", "allow"),  # a load that would push this pinned model out (cap reached)
 }
 POLICY_DEFAULTS = {key: choices[0] for key, choices in POLICY_CHOICES.items()}
-AGENT_KEYS = frozenset({"url", "keep_alive", "request_timeout", "load_timeout", "interval", "poll", "metrics_path"})
+# heartbeat_agent/_config.py DEFAULTS: accepted so that one file can serve both, and (except url) ignored here
+AGENT_KEYS = frozenset(
+    {"url", "keep_alive", "request_timeout", "load_timeout", "interval", "poll", "metrics_path", "headers",
+     "validate_certs", "ca_path", "use_proxy"}
+)  # fmt: skip
 TOP_KEYS = AGENT_KEYS | {"models", "gateway"}
 MODEL_KEYS = frozenset({"name", "options", "policy"})
 GATEWAY_DEFAULTS: Dict[str, Any] = {

@@ -161,3 +161,12 @@ def test_model_flag_splits_options_and_policies():
     }
     with pytest.raises(ConfigError):
         parse_model_flag("llama3.2,num_ctx")
+
+
+def test_the_agents_config_file_is_accepted_as_is():
+    """Every key of heartbeat_agent/_config.py DEFAULTS is accepted, so the agent's file can be the gateway's too."""
+    from heartbeat_agent._config import DEFAULTS
+
+    agent_file = dict(DEFAULTS, models=[{"name": "llama3.2", "options": {"num_ctx": 8192}}])
+    cfg = build_config(agent_file)
+    assert cfg.upstream == DEFAULTS["url"] and cfg.models[0].reload_options == {"num_ctx": 8192}
