@@ -291,6 +291,13 @@ def test_metrics_count_requests_rewrites_and_refusals(pinned):
     assert 'keepwarm_gateway_rewrites_total{reason="keep_alive.force"} 1' in text
     count = [ln for ln in text.splitlines() if ln.startswith("keepwarm_gateway_added_latency_seconds_count")]
     assert int(count[0].split()[1]) >= 3
+    # one decision line per policy-route request (the fixture's pin + the three above), none for /api/tags
+    assert [d["rule"] for d in gw.decisions()] == [
+        "options.rewrite,keep_alive.add",
+        "unload.refuse",
+        "options.rewrite,keep_alive.force",
+        "evict.refuse",
+    ]
 
 
 def test_bad_config_exits_2_naming_the_field(tmp_path):
