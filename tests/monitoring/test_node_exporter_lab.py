@@ -163,7 +163,11 @@ def scenario(lab_hosts, node_exporter_deb, prometheus, tmp_path_factory):
     prom = Prometheus(prometheus, tmp_path_factory.mktemp("prometheus"), f"{address}:9100")
     try:
         # 1. pin: site.yml with the heartbeat writing into node_exporter's textfile directory
-        playbook(lab_hosts, host, "site.yml", "-e", f"heartbeat_metrics_path={METRICS_PATH}")
+        try:
+            playbook(lab_hosts, host, "site.yml", "-e", f"heartbeat_metrics_path={METRICS_PATH}")
+        except AssertionError as exc:
+            journal = lab_hosts.ssh(host, "journalctl -u 'keepwarm-heartbeat*' -n 40 --no-pager", check=False).stdout
+            raise AssertionError(f"{exc}\n--- the heartbeat's journal:\n{journal}") from None
         record["dir_after"] = lab_hosts.ssh(host, f"stat -c '%U %G %a' {TEXTFILE_DIR}").stdout.split()
         record["unit"] = lab_hosts.ssh(host, "systemctl cat keepwarm-heartbeat-watch.service").stdout
 
