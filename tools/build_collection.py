@@ -7,11 +7,12 @@
    top-level `roles/` as real copies (`ansible-galaxy collection build` skips symlinks leaving the collection).
 2. The heartbeat agent's zipapp (OUT/ollama-heartbeat.pyz, from `make agent`; built here with
    tools/build_zipapp.py when missing) goes into the assembled `roles/heartbeat/files/`, so a controller that only
-   installed the artifact (AWX, an execution environment) deploys the agent without a checkout.
+   installed the artifact (AWX, an execution environment) deploys the agent without a checkout. The same for the
+   gateway: OUT/keepwarm-gateway.pyz (`make gateway`; else tools/build_gateway_zipapp.py) into `roles/gateway/files/`.
 3. `antsibull-changelog generate` writes CHANGELOG.rst (the release notes) from changelogs/changelog.yaml, the one
    record of releases (CHANGELOG.rst is never committed, so it cannot drift from it).
 4. `ansible-galaxy collection build` writes the tarball; the version comes from collection/galaxy.yml only.
-5. The tarball is checked: the four modules, module_utils, both roles (with the zipapp and their READMEs), README.md,
+5. The tarball is checked: the four modules, module_utils, the roles (with the zipapps and their READMEs), README.md,
    CHANGELOG.rst with this version's section (and docs/ when collection/docs/ has files), and no tests, molecule,
    __pycache__, *.pyc or symlinks. Any miss fails the build.
 """
@@ -31,8 +32,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 GALAXY_YML = ROOT / "collection" / "galaxy.yml"
 ZIPAPP_NAME = "ollama-heartbeat.pyz"
+GATEWAY_ZIPAPP_NAME = "keepwarm-gateway.pyz"
 MODULES = ("ollama_override", "ollama_service_info", "ollama_pin", "ollama_ps")
-ROLES = ("keepalive", "heartbeat")
+ROLES = ("keepalive", "heartbeat", "gateway")
 FORBIDDEN_PARTS = {"tests", "molecule", "__pycache__", ".pytest_cache"}
 
 
@@ -57,11 +59,11 @@ def _tool(name: str) -> str:
     return found
 
 
-def ensure_zipapp(out: Path) -> Path:
-    zipapp = out / ZIPAPP_NAME
+def ensure_zipapp(out: Path, name: str = ZIPAPP_NAME, builder: str = "build_zipapp.py") -> Path:
+    zipapp = out / name
     if not zipapp.is_file():
-        print(f"{zipapp} missing: building it with tools/build_zipapp.py", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "tools" / "build_zipapp.py"), "--out", str(zipapp)], check=True)
+        print(f"{zipapp} missing: building it with tools/{builder}", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "tools" / builder), "--out", str(zipapp)], check=True)
     return zipapp
 
 
@@ -73,13 +75,13 @@ def assemble(dest: Path) -> Path:
     return tree
 
 
-def add_zipapp(tree: Path, zipapp: Path) -> Path:
-    role = tree / "roles" / "heartbeat"
+def add_zipapp(tree: Path, zipapp: Path, role_name: str = "heartbeat") -> Path:
+    role = tree / "roles" / role_name
     if not role.is_dir():
-        raise SystemExit(f"the assembled collection has no heartbeat role at {role}")
+        raise SystemExit(f"the assembled collection has no {role_name} role at {role}")
     files = role / "files"
     files.mkdir(exist_ok=True)
-    target = files / ZIPAPP_NAME
+    target = files / zipapp.name
     shutil.copyfile(zipapp, target)
     target.chmod(0o644)
     return target
@@ -119,6 +121,8 @@ def check_members(names: list[str], symlinks: list[str], docs_expected: bool | N
             problems.append(f"role {role} has no meta/argument_specs.yml")
     if f"roles/heartbeat/files/{ZIPAPP_NAME}" not in present:
         problems.append(f"roles/heartbeat/files/{ZIPAPP_NAME} missing")
+    if f"roles/gateway/files/{GATEWAY_ZIPAPP_NAME}" not in present:
+        problems.append(f"roles/gateway/files/{GATEWAY_ZIPAPP_NAME} missing")
     # Docs: the collection README, each role's README (every variable) and the modules' own DOCUMENTATION (what
     # ansible-doc shows); plus docs/ whenever collection/docs/ has files.
     for role in ROLES:
@@ -150,9 +154,11 @@ def build(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     version = collection_version()
     zipapp = ensure_zipapp(out)
+    gateway_zipapp = ensure_zipapp(out, GATEWAY_ZIPAPP_NAME, "build_gateway_zipapp.py")
     with tempfile.TemporaryDirectory(prefix="keepwarm-collection-") as tmp:
         tree = assemble(Path(tmp) / "tree")
         add_zipapp(tree, zipapp)
+        add_zipapp(tree, gateway_zipapp, "gateway")
         generate_changelog(tree, version)
         built = Path(tmp) / "built"
         built.mkdir()

@@ -22,7 +22,7 @@ def _load(role: str) -> tuple[dict, dict]:
 
 
 def test_roles_found() -> None:
-    assert ROLES == ["heartbeat", "keepalive"]
+    assert ROLES == ["gateway", "heartbeat", "keepalive"]
 
 
 @pytest.mark.parametrize("role", ROLES)
