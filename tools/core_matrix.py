@@ -8,7 +8,7 @@ For each ansible-core minor version: a small venv under build/core-matrix/ (cach
 while its stamp matches; the venv's own ansible-core 2.19 is .venv itself), then on the collection assembled
 outside the repository (tools/assemble_collection.py):
   1. the modules' unit tests (collection/tests/unit) with that ansible-core's module_utils,
-  2. `ansible-doc --json` of every module and both roles: no error, and each shows its documented options,
+  2. `ansible-doc --json` of every module (plugins/modules/*.py) and both roles: no error, each shows its options,
   3. the roles' argument specs (meta/argument_specs.yml) through ansible-playbook: a wrong type fails naming the
      variable, the right one passes (`--tags _none_` runs only the implicit validation task).
 Prints the seconds each version took; exits non-zero on the first failing version.
@@ -109,7 +109,9 @@ def check_version(minor: str, collections: Path, tree: Path, work: Path) -> None
     print(f"ansible-core {minor}: unit tests: {summary}", flush=True)
 
     # 2. ansible-doc: every module and role documented, with its options
-    names = [f"keepwarm.ollama.{m}" for m in MODULES]
+    names = [f"keepwarm.ollama.{p.stem}" for p in sorted((tree / "plugins" / "modules").glob("*.py"))]
+    if not set(MODULES) <= {n.rsplit(".", 1)[1] for n in names}:
+        raise SystemExit(f"the assembled collection lacks modules: {sorted(MODULES)} vs {names}")
     docs = json.loads(run([str(venv / "bin" / "ansible-doc"), "--json", *names], env=env).stdout)
     for name in names:
         if not docs.get(name, {}).get("doc", {}).get("options"):
