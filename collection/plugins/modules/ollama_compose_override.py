@@ -270,6 +270,8 @@ def run(module, docker):
         text, after = None, None
     changed = before != after
 
+    # The service must be the project's own (compose would refuse keepwarm's file naming a service without image).
+    service_environment(docker.compose_config(project_dir, files[:-1]), p["service"])
     # compose merges keepwarm's file as it will be: a copy in a scratch folder stands in for it (check mode too)
     tmpdir = tempfile.mkdtemp(prefix="keepwarm-compose-")
     try:
