@@ -198,9 +198,8 @@ def test_artifact_carries_the_release_notes(artifact):
     section = notes.split(f"\nv{version}\n", 1)[1]
     for heading in ("Release Summary", "New Modules", "New Roles"):
         assert f"\n{heading}\n" in section, heading
-    # A module or role added before the release ships needs the (unpublished) release re-made from collection/:
-    # drop releases.<version> from changelogs/changelog.yaml, then `antsibull-changelog release --version <version>`
-    # in an assembled tree (tools/assemble_collection.py) and copy its changelogs/changelog.yaml back.
+    # A module or role added before the release ships: re-make the (unpublished) release with
+    # `python tools/changelog_release.py`.
     for module in build_collection.MODULES:
         assert f"keepwarm.ollama.{module} - " in section, f"{module} is not in the {version} release notes"
     for role in build_collection.ROLES:
