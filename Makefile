@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help deps apt venv demo test lint unit sanity core-matrix molecule collection agent gateway bench bench-smoke lab-up lab-down lab-status test-real-ollama clean
 
 help:
-	@echo "make demo        install, boot the 3-host lab, converge it with site.yml and print the fleet table"
+	@echo "make demo        install, boot the lab (3 systemd hosts + 1 Docker host), converge it with site.yml, print the fleet table"
 	@echo "make test        everything .ci/run runs: lint, unit + integration + lab tests, sanity, molecule"
 	@echo "make lint        ruff, yamllint, ansible-lint"
 	@echo "make collection  build dist/keepwarm-ollama-<version>.tar.gz"
