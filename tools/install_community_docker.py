@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Install `community.docker` (keepwarm.ollama's declared dependency, see collection/galaxy.yml) without Galaxy.
+"""Install `community.docker` (the keepalive role's managed container and the sidecar heartbeat) without Galaxy.
 
 The same way awx/install_awx_collection.py takes `awx.awx`: these machines reach PyPI but not galaxy.ansible.com,
 and the `ansible` community package on PyPI bundles community.docker. This downloads that one wheel (`pip download
