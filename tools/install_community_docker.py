@@ -10,6 +10,13 @@ declared dependency community.library_inventory_filtering_v1 into DEST, a collec
     ANSIBLE_COLLECTIONS_PATH=collections:build/docker-collections ansible-playbook playbooks/site.yml
 
 A second run with the same pin is a no-op (MANIFEST.json versions checked).
+
+keepwarm.ollama declares community.docker in collection/galaxy.yml, so `ansible-galaxy collection install
+keepwarm-ollama-*.tar.gz` fetches it from Galaxy into the same collections path. Offline, put it there first and
+install the artifact with --offline (the dependency is then found already installed, as it would have been fetched):
+
+    python tools/install_community_docker.py --into ~/.ansible/collections
+    ansible-galaxy collection install --offline dist/keepwarm-ollama-0.1.0.tar.gz -p ~/.ansible/collections
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 
 ANSIBLE_PACKAGE = "12.3.0"  # the `ansible` release whose ansible-core is 2.19, as in awx/install_awx_collection.py
 COLLECTIONS = {"community.docker": "4.8.5", "community.library_inventory_filtering_v1": "1.1.5"}
+DEFAULT_DEST = Path(__file__).resolve().parents[1] / "build" / "docker-collections"
 
 
 def installed_version(dest: Path, fqcn: str) -> str | None:
@@ -73,11 +81,28 @@ def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
     return dest
 
 
+def install_into(collections_path: Path, cache: Path = DEFAULT_DEST) -> Path:
+    """Copy COLLECTIONS (extracted once into CACHE) into COLLECTIONS_PATH, where the artifact then goes."""
+    install(cache)
+    for fqcn in COLLECTIONS:
+        rel = Path("ansible_collections", *fqcn.split("."))
+        target = collections_path / rel
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(cache / rel, target, symlinks=True)
+    return collections_path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=Path("build/docker-collections"), help="a collections path")
+    parser.add_argument(
+        "--into", type=Path, help="also copy them into this collections path (e.g. before `ansible-galaxy --offline`)"
+    )
     args = parser.parse_args(argv)
     path = install(args.dest.resolve())
+    if args.into is not None:
+        path = install_into(args.into.resolve(), cache=path)
     print(", ".join(f"{c} {v}" for c, v in COLLECTIONS.items()) + f" in {path}")
     return 0
 

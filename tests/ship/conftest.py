@@ -1,5 +1,11 @@
-"""Fixtures for the shipping tests: the built artifact, an empty collections path with only that artifact in it,
-and the awx.awx collection (from the `ansible` wheel on PyPI, see awx/install_awx_collection.py).
+"""Fixtures for the shipping tests: the built artifact, an empty collections path with only that artifact (and its
+declared dependency community.docker) in it, and the awx.awx collection (from the `ansible` wheel on PyPI, see
+awx/install_awx_collection.py).
+
+install_artifact() installs the artifact as a user with Galaxy access gets it: collection/galaxy.yml declares
+community.docker, which `ansible-galaxy collection install` would fetch from Galaxy into the same path. Here (no
+Galaxy) it is put there first from the `ansible` wheel on PyPI (tools/install_community_docker.py) and the artifact is
+installed with --offline, which then finds the dependency satisfied.
 
 Everything the artifact tests run uses an ANSIBLE_COLLECTIONS_PATH holding only the installed artifact, never the
 repository's ./collections (whose symlinks make keepwarm.ollama resolve from the checkout; the Makefile and
@@ -52,6 +58,22 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def install_artifact(artifact: Path, collections: Path | None, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    """`ansible-galaxy collection install --offline ARTIFACT -p COLLECTIONS` after community.docker is in COLLECTIONS.
+    COLLECTIONS None: no -p (ansible-galaxy's default path, ~/.ansible/collections under the env's HOME)."""
+    import install_community_docker
+
+    target = collections
+    if target is None:
+        target = Path(kwargs["env"]["HOME"]) / ".ansible" / "collections"
+    target.mkdir(parents=True, exist_ok=True)
+    install_community_docker.install_into(target)
+    path_args = [] if collections is None else ["-p", str(collections)]
+    return run(
+        [tool("ansible-galaxy"), "collection", "install", "--offline", str(artifact), *path_args, *extra], **kwargs
+    )
 
 
 def fresh_clone(dest: Path) -> Path:
@@ -118,7 +140,7 @@ def installed(artifact, tmp_path_factory):
     )
     env = clean_env(collections, cfg)
     assert not any(collections.iterdir())
-    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(collections)], cwd=base, env=env)
+    install_artifact(artifact, collections, cwd=base, env=env)
     return collections, cfg, env
 
 

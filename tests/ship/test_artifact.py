@@ -11,7 +11,7 @@ import textwrap
 import build_collection
 import pytest
 import yaml
-from conftest import ROOT, ZIPAPP, collection_version, run, tool
+from conftest import GALAXY_YML, ROOT, ZIPAPP, collection_version, run, tool
 
 
 def test_artifact_name_and_manifest_follow_galaxy_yml(artifact):
@@ -93,6 +93,8 @@ def test_ee_requirements_name_the_built_artifact():
 
 
 def test_installed_collection_is_the_only_one(installed, artifact):
+    """Only keepwarm.ollama and what its galaxy.yml declares (community.docker and that one's own dependency) are in
+    the path, and the artifact's MANIFEST.json carries the declared dependency."""
     collections, _cfg, env = installed
     tree = collections / "ansible_collections" / "keepwarm" / "ollama"
     assert (tree / "MANIFEST.json").is_file()
@@ -101,6 +103,14 @@ def test_installed_collection_is_the_only_one(installed, artifact):
     listed = json.loads(proc.stdout)
     keepwarm = {path: colls["keepwarm.ollama"] for path, colls in listed.items() if "keepwarm.ollama" in colls}
     assert keepwarm == {str(collections / "ansible_collections"): {"version": collection_version()}}
+    assert set(listed[str(collections / "ansible_collections")]) == {
+        "keepwarm.ollama",
+        "community.docker",
+        "community.library_inventory_filtering_v1",
+    }
+    declared = yaml.safe_load(GALAXY_YML.read_text())["dependencies"]
+    assert json.loads((tree / "MANIFEST.json").read_text())["collection_info"]["dependencies"] == declared
+    assert set(declared) == {"community.docker"}
     # Besides ansible-core's own internal collection, nothing else is visible: no checkout symlinks.
     others = {path for path in listed if path != str(collections / "ansible_collections")}
     assert all("/ansible/_internal/" in path for path in others), others

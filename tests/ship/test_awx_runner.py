@@ -27,7 +27,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 import yaml
-from conftest import ROOT, VENV_BIN, ZIPAPP, awx_collections_path, fresh_clone, run, tool
+from conftest import ROOT, VENV_BIN, ZIPAPP, awx_collections_path, fresh_clone, install_artifact
 from test_awx import AnsibleYamlLoader
 
 pytestmark = pytest.mark.lab
@@ -49,11 +49,11 @@ def converge_extra_vars() -> dict:
 
 @pytest.fixture(scope="module")
 def ee_collections(artifact, tmp_path_factory) -> Path:
-    """The EE's /usr/share/ansible/collections: the built artifact installed with ansible-galaxy."""
+    """The EE's /usr/share/ansible/collections: the artifact and community.docker, installed with ansible-galaxy."""
     dest = tmp_path_factory.mktemp("ee") / "usr-share-ansible-collections"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
-    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(dest)], cwd=dest.parent, env=env)
+    install_artifact(artifact, dest, cwd=dest.parent, env=env)
     return dest
 
 

@@ -67,19 +67,32 @@ def test_containerfile_installs_keepwarm(context):
 
 
 def test_galaxy_stage_install_runs(context, tmp_path):
-    """Run the Containerfile's galaxy-stage command on the context's own files (/build -> context/_build)."""
+    """Run the Containerfile's galaxy-stage command on the context's own files (/build -> context/_build). A real
+    build resolves keepwarm.ollama's declared community.docker from Galaxy; here (no Galaxy) it is put into the
+    collections path first and $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS is --offline (`ansible-builder build --build-arg
+    ANSIBLE_GALAXY_CLI_COLLECTION_OPTS=--offline`), so the install finds the dependency already satisfied."""
+    import install_community_docker
+
     dest = tmp_path / "usr-share-ansible-collections"
+    install_community_docker.install_into(dest)
     cfg = tmp_path / "ansible.cfg"
     cfg.write_text("[defaults]\n")
     env = clean_env(dest, cfg, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1")
     build = context / "_build"
+    text = (context / "Containerfile").read_text()
+    assert "ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml" in text
     run(
-        [tool("ansible-galaxy"), "collection", "install", "-r", "requirements.yml", "--collections-path", str(dest)],
+        [tool("ansible-galaxy"), "collection", "install", "--offline", "-r", "requirements.yml"]
+        + ["--collections-path", str(dest)],
         cwd=build,
         env=env,
     )
     manifest = json.loads((dest / "ansible_collections" / "keepwarm" / "ollama" / "MANIFEST.json").read_text())
     assert manifest["collection_info"]["version"] == collection_version()
+    assert set(manifest["collection_info"]["dependencies"]) == {"community.docker"}
     assert (
         dest / "ansible_collections" / "keepwarm" / "ollama" / "roles" / "heartbeat" / "tasks" / "main.yml"
     ).is_file()
+    proc = run([tool("ansible-galaxy"), "collection", "list", "--format", "json"], cwd=tmp_path, env=env)
+    listed = json.loads(proc.stdout)[str(dest / "ansible_collections")]
+    assert set(listed) == {"keepwarm.ollama", "community.docker", "community.library_inventory_filtering_v1"}

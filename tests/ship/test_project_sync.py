@@ -17,7 +17,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, VENV_BIN, ZIPAPP, awx_collections_path, collection_version, fresh_clone, run, tool
+from conftest import (
+    ROOT,
+    VENV_BIN,
+    ZIPAPP,
+    awx_collections_path,
+    collection_version,
+    fresh_clone,
+    install_artifact,
+    run,
+    tool,
+)
 
 
 def project_update_env(stage: Path, home: Path) -> dict[str, str]:
@@ -87,7 +97,7 @@ def ee_collections(artifact, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("ee") / "usr-share-ansible-collections"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    run([tool("ansible-galaxy"), "collection", "install", str(artifact), "-p", str(dest)], cwd=dest.parent, env=env)
+    install_artifact(artifact, dest, cwd=dest.parent, env=env)
     return dest
 
 
@@ -127,7 +137,7 @@ def test_install_the_artifact_from_the_checkout(artifact, tmp_path):
     env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(tmp_path), ANSIBLE_NOCOLOR="1")
     target = tmp_path / ".ansible" / "collections" / "ansible_collections" / "keepwarm" / "ollama"
     for extra in ([], ["--force"]):
-        proc = run([tool("ansible-galaxy"), "collection", "install", str(artifact), *extra], cwd=ROOT, env=env)
+        proc = install_artifact(artifact, None, *extra, cwd=ROOT, env=env)
         assert "Nothing to do" not in proc.stdout, proc.stdout
         assert f"keepwarm.ollama:{collection_version()} was installed successfully" in proc.stdout
         manifest = json.loads((target / "MANIFEST.json").read_text())
