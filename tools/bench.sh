@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The benchmarks (`make bench`): bench/warm_hits, bench/agent, bench/fleet, one after the other.
+# The benchmarks (`make bench`): bench/warm_hits, bench/agent, bench/fleet, bench/gateway (run.py, warm_hits_f.py),
+# bench/emulator_latency, one after the other.
 #   tools/bench.sh                 full runs: bench/results/warm_hits.{md,png}, bench/results/fleet.{md,png},
-#                                  bench/agent/RESULTS.md (~6 min + ~2 min + ~10-20 min; fleet waits for a free lab)
-#   tools/bench.sh --smoke         seconds-long run of each (`make bench-smoke`, CI): checks they still execute;
-#                                  writes only under build/bench/smoke/ (the agent bench prints and writes nothing)
-#   tools/bench.sh [--smoke] NAME  only the named ones (warm_hits, agent, fleet)
+#                                  bench/agent/RESULTS.md, bench/results/gateway.{md,json,png},
+#                                  bench/results/gateway.warm_hits.{md,json}, bench/results/emulator_latency.{md,json}
+#                                  (~6 min + ~2 min + ~10-20 min + ~5 min + ~6 min + <1 min; fleet waits for a free lab)
+#   tools/bench.sh --smoke         seconds-long run of each (`make bench-smoke`; gateway ~40 s, the others seconds):
+#                                  checks they still execute; writes only under build/bench/smoke/ (the agent bench
+#                                  prints and writes nothing)
+#   tools/bench.sh [--smoke] NAME  only the named ones (warm_hits, agent, fleet, gateway, gateway_warm_hits,
+#                                  emulator_latency)
 # Every benchmark runs even when an earlier one fails; the exit status is non-zero if any failed.
 # The fleet bench needs root (it boots lab hosts with systemd-nspawn); its --smoke reuses a running lab (one host).
 set -uo pipefail
@@ -20,13 +25,18 @@ names=()
 for arg in "$@"; do
     case "$arg" in
         --smoke) smoke=(--smoke) ;;
-        warm_hits | agent | fleet) names+=("$arg") ;;
-        *) echo "usage: tools/bench.sh [--smoke] [warm_hits|agent|fleet ...]" >&2; exit 2 ;;
+        warm_hits | agent | fleet | gateway | gateway_warm_hits | emulator_latency) names+=("$arg") ;;
+        *)
+            echo "usage: tools/bench.sh [--smoke] [warm_hits|agent|fleet|gateway|gateway_warm_hits|emulator_latency ...]" >&2
+            exit 2
+            ;;
     esac
 done
-[ ${#names[@]} -eq 0 ] && names=(warm_hits agent fleet)
+[ ${#names[@]} -eq 0 ] && names=(warm_hits agent fleet gateway gateway_warm_hits emulator_latency)
 
-declare -A script=([warm_hits]=bench/warm_hits/run.py [agent]=bench/agent/bench.py [fleet]=bench/fleet/run.py)
+declare -A script=([warm_hits]=bench/warm_hits/run.py [agent]=bench/agent/bench.py [fleet]=bench/fleet/run.py
+    [gateway]=bench/gateway/run.py [gateway_warm_hits]=bench/gateway/warm_hits_f.py
+    [emulator_latency]=bench/emulator_latency/run.py)
 failed=()
 for name in "${names[@]}"; do
     printf '\n=== bench %s %s(%s)\n' "$name" "${smoke[*]:+${smoke[*]} }" "$(date -u +%H:%M:%S)"
