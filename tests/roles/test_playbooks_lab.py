@@ -2,8 +2,9 @@
 
 Everything is checked from outside keepwarm's own modules: /api/ps and /emulator/events read on the host with its
 own python3 (no curl there), unit state with `systemctl is-active` / `is-enabled`, unit files with `test -e`.
-The tests run in file order on one host: converge (site.yml), pin.yml unload/pin, timer -> watch, watch -> timer;
-the module fixture finishes with rollback.yml so the host is left as the lab booted it.
+The tests run in file order on one host: converge (site.yml with heartbeat_mode=timer), pin.yml unload/pin,
+timer -> watch (the role's default), watch -> timer; the module fixture finishes with rollback.yml so the host is left
+as the lab booted it.
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ def wait_for(predicate, timeout: float, step: float = 0.5):
 
 @pytest.fixture(scope="module")
 def host(lab_hosts):
-    """The last lab host, converged with site.yml; rolled back (heartbeat and drop-in removed) at the end."""
+    """The last lab host, converged with site.yml in timer mode; rolled back at the end."""
     name = lab_hosts.hosts[-1]
-    recap = playbook(lab_hosts, name, "site.yml")
+    recap = playbook(lab_hosts, name, "site.yml", "-e", "heartbeat_mode=timer")
     assert recap["failed"] == 0 and recap["unreachable"] == 0
     yield name
     playbook(lab_hosts, name, "rollback.yml")
@@ -158,13 +159,14 @@ def test_site_switches_to_watch_mode_and_watch_repins(lab_hosts, host):
     journal = lab_hosts.ssh(host, f"journalctl -u {WATCH} --no-pager -o cat").stdout
     assert "action=watch" in journal, journal
 
-    recap = playbook(lab_hosts, host, "site.yml", "-e", "heartbeat_mode=watch")
+    # watch is the role's default (issue 13): a plain site.yml keeps the watch service and changes nothing.
+    recap = playbook(lab_hosts, host, "site.yml")
     assert recap["changed"] == 0 and recap["failed"] == 0
     assert unit_state(lab_hosts, host, WATCH) == ("active", "enabled", True)
 
 
 def test_site_switches_back_to_timer_mode(lab_hosts, host):
-    recap = playbook(lab_hosts, host, "site.yml")
+    recap = playbook(lab_hosts, host, "site.yml", "-e", "heartbeat_mode=timer")
     assert recap["changed"] > 0 and recap["failed"] == 0
     active, enabled, exists = unit_state(lab_hosts, host, WATCH)
     assert (active, exists) == ("inactive", False)
@@ -173,5 +175,5 @@ def test_site_switches_back_to_timer_mode(lab_hosts, host):
     assert lab_hosts.ssh(host, f"test -e {UNIT_DIR}/{ONESHOT}", check=False).returncode == 0
     assert pinned_forever(loaded(lab_hosts, host).get(MODEL_KEY))
 
-    recap = playbook(lab_hosts, host, "site.yml")
+    recap = playbook(lab_hosts, host, "site.yml", "-e", "heartbeat_mode=timer")
     assert recap["changed"] == 0 and recap["failed"] == 0
