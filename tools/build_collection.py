@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 GALAXY_YML = ROOT / "collection" / "galaxy.yml"
 ZIPAPP_NAME = "ollama-heartbeat.pyz"
 GATEWAY_ZIPAPP_NAME = "keepwarm-gateway.pyz"
-MODULES = ("ollama_override", "ollama_service_info", "ollama_pin", "ollama_ps")
+MODULES = (
+    "ollama_override",
+    "ollama_service_info",
+    "ollama_pin",
+    "ollama_ps",
+    "ollama_compose_override",
+    "ollama_container_info",
+)
 ROLES = ("keepalive", "heartbeat", "gateway")
 FORBIDDEN_PARTS = {"tests", "molecule", "__pycache__", ".pytest_cache"}
 

@@ -28,6 +28,9 @@ description:
     notify a handler. The named volumes survive a recreate (compose keeps them).
   - Fails, writing nothing, when the project folder, its compose file or the service is missing, or when the
     Docker Engine does not answer; the message names the fix.
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
+  - The C(docker) CLI and Compose (C(docker compose) v2, or C(docker-compose) 1.29) on the managed host, talking to a running Docker Engine.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:

@@ -22,6 +22,9 @@ description:
   - Reports the keep-alive the server really uses after Ollama's own parse of C(OLLAMA_KEEP_ALIVE).
   - Fails with the fix when the Docker Engine does not answer, or when there is no such container and
     O(must_exist=true).
+requirements:
+  - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
+  - The C(docker) CLI on the managed host, talking to a running Docker Engine; root to read the server process's environment.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:
