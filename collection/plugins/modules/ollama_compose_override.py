@@ -30,7 +30,8 @@ description:
     Docker Engine does not answer; the message names the fix.
 requirements:
   - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
-  - The C(docker) CLI and Compose (C(docker compose) v2, or C(docker-compose) 1.29) on the managed host, talking to a running Docker Engine.
+  - The C(docker) CLI and Compose (C(docker compose) v2, or C(docker-compose) 1.29) on the managed host,
+    talking to a running Docker Engine.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:

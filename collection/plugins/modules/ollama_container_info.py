@@ -24,7 +24,8 @@ description:
     O(must_exist=true).
 requirements:
   - Python 3.8 or later on the managed host; only its standard library and C(ansible.module_utils), no pip packages.
-  - The C(docker) CLI on the managed host, talking to a running Docker Engine; root to read the server process's environment.
+  - The C(docker) CLI on the managed host, talking to a running Docker Engine; root to read the server
+    process's environment.
 author:
   - keepwarm maintainers (@keepwarm)
 attributes:
