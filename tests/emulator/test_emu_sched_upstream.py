@@ -10,6 +10,7 @@ import json
 import select
 import socket
 import threading
+import time
 
 import pytest
 
@@ -18,6 +19,21 @@ from .conftest import FAST, NS, call, events, load, parse_time, ps, ps_map, wait
 
 def _evs(emu) -> list[tuple[str, str]]:
     return [(e["event"], e["reason"]) for e in events(emu)]
+
+
+def _wait_until_mlx_loading(emu, within: float = 15) -> None:
+    """Wait until the mlx runner's load has begun: from then on it sits in `s.loaded` with its refMu held, so a ps
+    request waits (x/mlxrunner/client.go `Load`). Before that, ps answers `[]` at once and a `keep_alive: 0` would find
+    nothing to expire: the test would race the scheduler picking up the pending request."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            models, _ = ps(emu, timeout=0.5)
+        except OSError:  # timed out: ps is waiting for the loading runner
+            return
+        assert models == [], models
+        time.sleep(0.02)
+    raise AssertionError("the mlx load did not begin within %ss" % within)
 
 
 class Pending:
@@ -106,6 +122,7 @@ def test_client_disconnect_aborts_cold_load(emulator_factory, runner):
         assert not pending.answered()
         pending.close()
     else:
+        _wait_until_mlx_loading(emu)
         waiting = Call(emu, "GET", "/api/ps", timeout=30)
         waiting.join(1.0)
         assert waiting.is_alive() and not pending.answered(), "mlx: ps waits for the loading runner's refMu"
@@ -128,6 +145,8 @@ def test_unload_while_loading(emulator_factory, runner):
     )  # 28 s emulated = 2.8 s real
     loading = Pending(emu, {"model": "llama3.2", "keep_alive": "1h"})
     try:
+        if runner == "mlx":
+            _wait_until_mlx_loading(emu)
         unload = call(emu, "POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})
         assert unload.status == 200 and unload.json()["done_reason"] == "unload"
         assert not loading.answered(), "the unload answered while the model was still loading"
