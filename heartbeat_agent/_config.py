@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ._exceptions import ConfigError
 from ._rules import duration as rule_duration
 from ._rules import names as rule_names
+from ._rules import urls as rule_urls
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -237,12 +238,10 @@ def _model(item: object, index: int) -> ModelSpec:
     return ModelSpec(name, key, dict(options))
 
 
-_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
-
-
 def redact_url(url: str) -> str:
-    """`url` without its credentials (`http://user:pass@h` -> `http://***@h`): they are never logged or reported."""
-    return _USERINFO.sub("***@", url, count=1)
+    """`url` without its credentials (`http://user:pass@h` -> `http://***@h`): they are never logged or reported.
+    The rule lives once, in the rulebook (`_urls.redact_url`), shared with the modules."""
+    return rule_urls.redact_url(url)
 
 
 def check_url(url: object) -> None:
