@@ -18,7 +18,7 @@ Rules followed:
 * A container's environment is fixed when it is created: changing it needs a new container (compose ``up``
   recreates a service whose configuration changed). The environment of the container's main process is what the
   server really reads (Ollama reads its settings once, envconfig/config.go).
-* Validation of every value is the drop-in's (``_systemd.validate_variable``): the same refusals and messages.
+* Validation of every value is the drop-in's (``_systemd.desired_environment``): the same refusals and messages.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -36,12 +36,7 @@ try:
 except ImportError:
     HAS_YAML = False
 
-from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
-    UnitValueError,
-    parse_proc_environ,
-    unknown_variable_warning,
-    validate_variable,
-)
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import parse_proc_environ
 
 MAIN_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 OVERRIDE_FILES = (
@@ -55,26 +50,6 @@ MARKER = "Managed by Ansible (keepwarm.ollama"
 
 class ContainerError(Exception):
     """A failure whose message names the fix (engine down, no such container, project or service)."""
-
-
-def desired_environment(keep_alive=None, max_loaded_models=None, extra=None):
-    """Validate keepwarm's options with the drop-in's rules; return ``(list of (name, text), warnings)``."""
-    env, warnings = [], []
-    extra = extra or {}
-    for option, var, value in (
-        ("keep_alive", "OLLAMA_KEEP_ALIVE", keep_alive),
-        ("max_loaded_models", "OLLAMA_MAX_LOADED_MODELS", max_loaded_models),
-    ):
-        if var in extra and value is not None:
-            raise UnitValueError("%s is set twice: use either %s or environment.%s" % (var, option, var))
-        if value is not None:
-            env.append((var, validate_variable(var, value)))
-    for name in sorted(extra):
-        env.append((name, validate_variable(name, extra[name])))
-        warning = unknown_variable_warning(name)
-        if warning:
-            warnings.append(warning)
-    return env, warnings
 
 
 def env_list_to_dict(items):

@@ -173,6 +173,29 @@ def validate_variable(name, value):
     return text
 
 
+def desired_environment(keep_alive=None, max_loaded_models=None, extra=None):
+    """Validate keepwarm's options with the drop-in's rules (ollama_override, and the compose override through
+    _container); return ``(list of (name, text), warnings)`` or raise UnitValueError, naming the bad value."""
+    env, warnings = [], []
+    extra = extra or {}
+    first_class = (
+        ("keep_alive", "OLLAMA_KEEP_ALIVE", keep_alive),
+        ("max_loaded_models", "OLLAMA_MAX_LOADED_MODELS", max_loaded_models),
+    )
+    for option, var, value in first_class:
+        if var in extra and value is not None:
+            raise UnitValueError("%s is set twice: use either %s or environment.%s" % (var, option, var))
+    for _option, var, value in first_class:
+        if value is not None:
+            env.append((var, validate_variable(var, value)))
+    for name in sorted(extra):
+        env.append((name, validate_variable(name, extra[name])))
+        warning = unknown_variable_warning(name)
+        if warning:
+            warnings.append(warning)
+    return env, warnings
+
+
 def escape_value(text):
     """Escape one ``NAME=value`` for a double-quoted ``Environment=`` word: ``\\``, ``"`` then ``%``."""
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")

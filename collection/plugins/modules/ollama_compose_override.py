@@ -180,14 +180,13 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._container import 
     compare_environment,
     compose_file_args,
     compose_version_line,
-    desired_environment,
     env_list_to_dict,
     ollama_only,
     project_files,
     render_override,
     service_environment,
 )
-from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError, desired_environment
 
 HEADER = "Managed by Ansible (keepwarm.ollama.ollama_compose_override); local changes are overwritten."
 

@@ -170,7 +170,6 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._container import 
     Docker,
     compare_environment,
     container_facts,
-    desired_environment,
     env_list_to_dict,
     find_serve_process,
     ollama_only,
@@ -180,7 +179,7 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._container import 
     service_environment,
 )
 from ansible_collections.keepwarm.ollama.plugins.module_utils._duration import keep_alive_report
-from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError, desired_environment
 
 ARGUMENT_SPEC = dict(
     name=dict(type="str", default="ollama"),

@@ -165,14 +165,13 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import (
     UnitValueError,
+    desired_environment as _desired_environment,
     find_conflicts,
     masked_by,
     parse_environment_value,
     parse_unit_text,
     render_dropin,
     unit_sources,
-    unknown_variable_warning,
-    validate_variable,
 )
 
 HEADER = "Managed by Ansible (keepwarm.ollama.ollama_override); local changes are overwritten."
@@ -190,23 +189,7 @@ ARGUMENT_SPEC = dict(
 
 def desired_environment(params):
     """Validate the options; return ``(list of (name, text), warnings)`` or raise UnitValueError."""
-    env, warnings = [], []
-    extra = params.get("environment") or {}
-    for first_class, var in (("keep_alive", "OLLAMA_KEEP_ALIVE"), ("max_loaded_models", "OLLAMA_MAX_LOADED_MODELS")):
-        if var in extra and params.get(first_class) is not None:
-            raise UnitValueError("%s is set twice: use either %s or environment.%s" % (var, first_class, var))
-    if params.get("keep_alive") is not None:
-        env.append(("OLLAMA_KEEP_ALIVE", validate_variable("OLLAMA_KEEP_ALIVE", params["keep_alive"])))
-    if params.get("max_loaded_models") is not None:
-        env.append(
-            ("OLLAMA_MAX_LOADED_MODELS", validate_variable("OLLAMA_MAX_LOADED_MODELS", params["max_loaded_models"]))
-        )
-    for name in sorted(extra):
-        env.append((name, validate_variable(name, extra[name])))
-        warning = unknown_variable_warning(name)
-        if warning:
-            warnings.append(warning)
-    return env, warnings
+    return _desired_environment(params.get("keep_alive"), params.get("max_loaded_models"), params.get("environment"))
 
 
 def check_names(unit, dropin):

@@ -11,14 +11,13 @@ from ansible_collections.keepwarm.ollama.plugins.module_utils._container import 
     compose_escape,
     compose_version_line,
     container_facts,
-    desired_environment,
     find_serve_process,
     is_serve,
     project_files,
     render_override,
     service_environment,
 )
-from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError
+from ansible_collections.keepwarm.ollama.plugins.module_utils._systemd import UnitValueError, desired_environment
 
 
 def test_desired_environment_uses_the_drop_in_rules():
