@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
@@ -303,7 +304,21 @@ def read_config_file(path: str) -> Dict[str, Any]:
         raise ConfigError("config", f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a JSON object, got {type(data).__name__}")
+    _token_file_beside(data, path)
     return data
+
+
+def _token_file_beside(data: Dict[str, Any], path: str) -> None:
+    """A relative `gateway.token_file` in a config file names a file in that file's directory.
+
+    So a config and its token can be handed over together wherever they land: systemd's LoadCredential= puts both
+    in $CREDENTIALS_DIRECTORY (`"token_file": "gateway.token"` beside `gateway.json`), a container gets both in one
+    mount. A `--token-file` flag stays relative to the working directory, as any path on a command line.
+    """
+    gw = data.get("gateway")
+    if isinstance(gw, dict) and isinstance(gw.get("token_file"), str) and gw["token_file"]:
+        if not os.path.isabs(gw["token_file"]):
+            gw["token_file"] = os.path.join(os.path.dirname(os.path.abspath(path)), gw["token_file"])
 
 
 def parse_model_flag(value: str) -> Dict[str, Any]:
