@@ -18,17 +18,17 @@ import ipaddress
 import json
 import math
 import os
-import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ._rules import duration, names, runner
+from ._rules import configfile, duration, names, runner
 
 __all__ = ["ConfigError", "GatewayConfig", "ModelPolicy", "POLICY_CHOICES", "RELOAD_OPTIONS", "build_config"]
 
 # server/sched.go runnerRef.needsReload: the Runner options compared with reflect.DeepEqual (ollama-behaviour.md §6).
 RELOAD_OPTIONS = tuple(runner.RUNNER_OPTIONS)
-BOOL_OPTIONS = frozenset({"use_mmap"})
+# The option types are the rulebook's (api/types.go Options): the same table the agent checks its config with.
+BOOL_OPTIONS = frozenset(k for k, kind in runner.OPTION_TYPES.items() if kind == "boolean")
 
 # The defaults protect the pin (issue 16); each can be relaxed per model.
 POLICY_CHOICES: Dict[str, Tuple[str, ...]] = {
@@ -44,7 +44,7 @@ AGENT_KEYS = frozenset(
      "validate_certs", "ca_path", "use_proxy"}
 )  # fmt: skip
 TOP_KEYS = AGENT_KEYS | {"models", "gateway"}
-MODEL_KEYS = frozenset({"name", "options", "policy"})
+MODEL_KEYS = ("name", "options", "policy")
 GATEWAY_DEFAULTS: Dict[str, Any] = {
     "listen": "127.0.0.1:11434",
     "upstream": None,  # defaults to the agent's "url"
@@ -59,7 +59,6 @@ GATEWAY_DEFAULTS: Dict[str, Any] = {
     "unpinned": {},
 }
 UNPINNED_KEYS = frozenset({"keep_alive_min", "keep_alive_max"})
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", re.ASCII)
 
 
 class ConfigError(ValueError):
@@ -138,20 +137,6 @@ def parse_upstream(value: object, field: str) -> Tuple[str, str, int]:
     return value.rstrip("/"), parts.hostname, port
 
 
-def _option_value(field: str, key: str, value: Any) -> Any:
-    if isinstance(value, (dict, type(None))):
-        raise ConfigError(field, f"must be a scalar or list, got {value!r}")
-    if key in BOOL_OPTIONS:
-        if not isinstance(value, bool):
-            raise ConfigError(field, f"must be a boolean, got {value!r}")
-    elif key in RELOAD_OPTIONS and (isinstance(value, bool) or not isinstance(value, int)):
-        # api/types.go Options.FromMap: `option "num_ctx" must be of type integer`
-        raise ConfigError(field, f"must be an integer, got {value!r}")
-    if key == "num_ctx" and value < 1:
-        raise ConfigError(field, f"must be positive, got {value!r}")
-    return value
-
-
 def _policy(item: Dict[str, Any], field: str) -> Dict[str, str]:
     raw = item.get("policy") or {}
     if not isinstance(raw, dict):
@@ -168,28 +153,17 @@ def _policy(item: Dict[str, Any], field: str) -> Dict[str, str]:
 
 
 def _model(item: object, index: int) -> ModelPolicy:
-    field = f"models[{index}]"
-    if isinstance(item, str):
-        item = {"name": item}
-    if not isinstance(item, dict):
-        raise ConfigError(field, f"must be a model name or an object with 'name', 'options', 'policy', got {item!r}")
-    unknown = sorted(set(item) - MODEL_KEYS)
-    if unknown:
-        raise ConfigError(f"{field}.{unknown[0]}", "unknown key (allowed: name, options, policy)")
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(f"{field}.name", f"must be a model name like 'llama3.2' or 'qwen2.5:7b', got {name!r}")
-    options = item.get("options") or {}
-    if not isinstance(options, dict):
-        raise ConfigError(f"{field}.options", f"must be an object, got {options!r}")
-    for key, value in options.items():
-        _option_value(f"{field}.options.{key}", key, value)
+    """A model entry as the agent reads it (heartbeat_agent/_configfile.py: name, options by the rulebook's table),
+    plus its policy."""
+    field, item = configfile.model_entry(item, index, MODEL_KEYS, ConfigError)
+    name = item["name"]
+    options = configfile.check_options(field, item.get("options"), runner, ConfigError)
     policy = _policy(item, field)
     reload_options = {k: options[k] for k in RELOAD_OPTIONS if k in options}
     return ModelPolicy(
         name=name,
         key=names.name_key(name),
-        options=dict(options),
+        options=options,
         reload_options=reload_options,
         keep_alive=policy["keep_alive"],
         unload=policy["unload"],
@@ -267,11 +241,7 @@ def build_config(raw: Dict[str, Any]) -> GatewayConfig:
     if not isinstance(models_raw, list):
         raise ConfigError("models", f"must be a list, got {models_raw!r}")
     models = [_model(item, i) for i, item in enumerate(models_raw)]
-    seen: Dict[Tuple[str, ...], int] = {}
-    for i, spec in enumerate(models):
-        if spec.key in seen:
-            raise ConfigError(f"models[{i}].name", f"{spec.name!r} duplicates models[{seen[spec.key]}]")
-        seen[spec.key] = i
+    configfile.check_unique(models, ConfigError)
     return GatewayConfig(
         listen_host=listen_host,
         listen_port=listen_port,
@@ -293,17 +263,8 @@ def build_config(raw: Dict[str, Any]) -> GatewayConfig:
 
 
 def read_config_file(path: str) -> Dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError("config", f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", f"{path} must hold a JSON object, got {type(data).__name__}")
+    """The file's JSON object, read as the agent reads its file (heartbeat_agent/_configfile.py, via _rules)."""
+    data = configfile.read_config_file(path, ConfigError)
     _token_file_beside(data, path)
     return data
 

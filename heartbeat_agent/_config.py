@@ -13,16 +13,17 @@ Every error names the field it is about (`models[0].options.num_ctx: ...`) and m
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
+from . import _configfile
 from ._exceptions import ConfigError
 from ._rules import duration as rule_duration
 from ._rules import names as rule_names
+from ._rules import runner as rule_runner
 from ._rules import urls as rule_urls
 
 __all__ = [
@@ -55,7 +56,7 @@ DEFAULTS: Dict[str, Any] = {
     "use_proxy": True,
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
-MODEL_KEYS = frozenset({"name", "options"})
+MODEL_KEYS = ("name", "options")
 
 Number = Union[int, float]
 
@@ -122,57 +123,6 @@ def normalize_name(name: str) -> str:
     return rule_names.display_shortest(base).lower()
 
 
-# Ollama's request options and their JSON types (api/types.go `Options`, `Runner`; `Options.FromMap` answers 500
-# `option "x" must be of type integer` for a wrong type and ignores unknown keys, so a typo would pass silently).
-OPTION_TYPES: Dict[str, str] = {
-    "num_ctx": "integer",
-    "num_batch": "integer",
-    "num_gpu": "integer",
-    "main_gpu": "integer",
-    "use_mmap": "boolean",
-    "num_thread": "integer",
-    "draft_num_predict": "integer",
-    "num_keep": "integer",
-    "seed": "integer",
-    "num_predict": "integer",
-    "top_k": "integer",
-    "top_p": "number",
-    "min_p": "number",
-    "typical_p": "number",
-    "repeat_last_n": "integer",
-    "temperature": "number",
-    "repeat_penalty": "number",
-    "presence_penalty": "number",
-    "frequency_penalty": "number",
-    "stop": "list of strings",
-}
-
-
-def check_option(where: str, key: object, value: object) -> None:
-    """Refuse an option Ollama does not know (a typo like `nmu_batch`) or a value of the wrong JSON type."""
-    kind = OPTION_TYPES.get(key) if isinstance(key, str) else None
-    if kind is None:
-        import difflib  # noqa: PLC0415 - only on this error path (keeps the steady path light)
-
-        close = difflib.get_close_matches(str(key), OPTION_TYPES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(OPTION_TYPES))})"
-        raise ConfigError(f"{where}.{key}", f"unknown Ollama option{hint}")
-    ok = False
-    if kind == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "number":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind == "boolean":
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
-    if not ok:
-        raise ConfigError(f"{where}.{key}", f"must be {'an' if kind == 'integer' else 'a'} {kind}, got {value!r}")
-
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", re.ASCII)
-
-
 def _number(raw: Dict[str, Any], key: str, minimum: float = 0.0) -> float:
     value = raw[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -211,31 +161,15 @@ def _connection(raw: Dict[str, Any]) -> Tuple[Dict[str, str], bool, Optional[str
 
 
 def _model(item: object, index: int) -> ModelSpec:
-    field = f"models[{index}]"
-    if isinstance(item, str):
-        item = {"name": item}
-    if not isinstance(item, dict):
-        raise ConfigError(field, f"must be a model name or an object with 'name' and 'options', got {item!r}")
-    unknown = sorted(set(item) - MODEL_KEYS)
-    if unknown:
-        raise ConfigError(f"{field}.{unknown[0]}", "unknown key (allowed: name, options)")
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(f"{field}.name", f"must be a model name like 'llama3.2' or 'qwen2.5:7b', got {name!r}")
-    options = item.get("options", {})
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise ConfigError(f"{field}.options", f"must be an object of Ollama options, got {options!r}")
-    for key, value in options.items():
-        check_option(f"{field}.options", key, value)
-    if "num_ctx" in options and options["num_ctx"] < 1:
-        raise ConfigError(f"{field}.options.num_ctx", f"must be positive, got {options['num_ctx']!r}")
+    """A model entry, by the format the gateway shares (_configfile; options after the rulebook's _runner table)."""
+    field, item = _configfile.model_entry(item, index, MODEL_KEYS, ConfigError)
+    name = item["name"]
+    options = _configfile.check_options(field, item.get("options"), rule_runner, ConfigError)
     try:
         key = normalize_name(name)
     except rule_names.ModelNameError as exc:  # e.g. a bad @sha256: digest (never dropped silently)
         raise ConfigError(f"{field}.name", str(exc)) from None
-    return ModelSpec(name, key, dict(options))
+    return ModelSpec(name, key, options)
 
 
 def redact_url(url: str) -> str:
@@ -295,11 +229,7 @@ def build_config(raw: Dict[str, Any]) -> Config:
     if not models_raw:
         raise ConfigError("models", "at least one model is required (config file 'models' or --model)")
     models = [_model(item, i) for i, item in enumerate(models_raw)]
-    seen: Dict[str, int] = {}
-    for i, spec in enumerate(models):
-        if spec.key in seen:
-            raise ConfigError(f"models[{i}].name", f"{spec.name!r} duplicates models[{seen[spec.key]}]")
-        seen[spec.key] = i
+    _configfile.check_unique(models, ConfigError)
     headers, validate_certs, ca_path, use_proxy = _connection(merged)
     return Config(
         url=url.rstrip("/"),
@@ -318,18 +248,8 @@ def build_config(raw: Dict[str, Any]) -> Config:
 
 
 def read_config_file(path: str) -> Dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError("config", f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+    """The file's JSON object (_configfile.read_config_file, shared with the gateway)."""
+    return _configfile.read_config_file(path, ConfigError)
 
 
 def _key_or_name(name: str) -> str:

@@ -5,9 +5,11 @@
 
 The zip holds `gateway/` from this checkout, the rulebook files it shares with the Ansible modules (copied byte for
 byte from `collection/plugins/module_utils/` into `gateway/_vendor/`, the names listed in `gateway/_rules.py`
-RULE_MODULES) and h11, its only dependency (pure Python, no I/O of its own). The h11 wheel is the one the agent's
-zipapp pins (tools/build_zipapp.py PINS: newest release for Python 3.9, sha256-checked, cached in `build/wheels/`);
-the zip layout rules (sorted entries, fixed timestamps and modes, no .pyc) are that script's `write_zipapp`.
+RULE_MODULES), the config format it shares with the heartbeat agent (`heartbeat_agent/_configfile.py`, likewise
+copied into `gateway/_vendor/`, SHARED_MODULES) and h11, its only dependency (pure Python, no I/O of its own). The
+h11 wheel is the one the agent's zipapp pins (tools/build_zipapp.py PINS: newest release for Python 3.9,
+sha256-checked, cached in `build/wheels/`); the zip layout rules (sorted entries, fixed timestamps and modes, no
+.pyc) are that script's `write_zipapp`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import build_zipapp  # noqa: E402 - the agent's builder: one wheel pin list and 
 
 PACKAGE = ROOT / "gateway"
 RULEBOOK_DIR = ROOT / "collection" / "plugins" / "module_utils"
+AGENT_DIR = ROOT / "heartbeat_agent"
 DEPENDENCIES = ("h11",)
 
 MAIN = b"""# keepwarm-gateway (zipapp entry point)
@@ -44,12 +47,25 @@ sys.exit(main())
 """
 
 
-def rule_modules() -> tuple:
+def rule_modules(name: str = "RULE_MODULES") -> tuple:
+    """A tuple of module names from gateway/_rules.py (RULE_MODULES, SHARED_MODULES), read without importing it."""
     tree = ast.parse((PACKAGE / "_rules.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RULE_MODULES" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return tuple(ast.literal_eval(node.value))
-    raise SystemExit("build_gateway_zipapp: gateway/_rules.py has no RULE_MODULES tuple")
+    raise SystemExit(f"build_gateway_zipapp: gateway/_rules.py has no {name} tuple")
+
+
+def vendored_files() -> dict:
+    """gateway/_vendor/<stem>.py: the rulebook's files and the agent's shared config module, byte for byte."""
+    sources = [RULEBOOK_DIR / f"{stem}.py" for stem in rule_modules()]
+    sources += [AGENT_DIR / f"{stem}.py" for stem in rule_modules("SHARED_MODULES")]
+    files = {}
+    for src in sources:
+        if not src.is_file():
+            raise SystemExit(f"build_gateway_zipapp: shared module {src} is missing")
+        files[f"gateway/_vendor/{src.name}"] = src.read_bytes()
+    return files
 
 
 def collect(wheel_dir: Path) -> dict:
@@ -66,11 +82,7 @@ def collect(wheel_dir: Path) -> dict:
     for path in sorted(PACKAGE.rglob("*.py")):
         if "__pycache__" not in path.parts:
             files["gateway/" + path.relative_to(PACKAGE).as_posix()] = path.read_bytes()
-    for stem in rule_modules():
-        src = RULEBOOK_DIR / f"{stem}.py"
-        if not src.is_file():
-            raise SystemExit(f"build_gateway_zipapp: rulebook module {src} is missing")
-        files[f"gateway/_vendor/{stem}.py"] = src.read_bytes()
+    files.update(vendored_files())
     files["__main__.py"] = MAIN
     return files
 

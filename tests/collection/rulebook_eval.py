@@ -73,6 +73,7 @@ def evaluate(table, rules):
         {k: v for k, v in runner.repin_plan(r["entry"], r["options"], r["facts"]).items() if k != "note"}
         for r in table["repin"]
     ]
+    out["options"] = [runner.option_type_ok(r["key"], r["value"]) for r in table["options"]]
     out["urls"] = {
         "redact": [urls.redact_url(r["url"]) for r in table["urls"]["redact"]],
         "secrets": [urls.url_secrets(r["url"]) for r in table["urls"]["secrets"]],

@@ -157,12 +157,17 @@ def test_urls(outcome):
     assert outcome["urls"]["proxy"] == [r["proxy"] for r in table["proxy"]]
 
 
+def test_option_types(outcome):
+    """api/types.go Options: the one table of option names and JSON types the agent's and the gateway's configs use."""
+    assert outcome["options"] == [r["ok"] for r in TABLE["options"]]
+
+
 def test_every_row_is_checked(outcome):
     """The outcome has one entry per table row in every section (zip() above would hide a short list)."""
     assert len(outcome["names"]) == len(TABLE["names"])
     assert len(outcome["runner_cases"]) == len(TABLE["runners"]["cases"])
     for section in ("digests", "expiry", "json_keep_alive", "request_keep_alive", "env_keep_alive", "env_uint",
-                    "num_ctx", "load", "capability_refusals", "repin"):  # fmt: skip
+                    "num_ctx", "load", "capability_refusals", "repin", "options"):  # fmt: skip
         assert len(outcome[section]) == len(TABLE[section]), section
 
 

@@ -35,6 +35,8 @@ def test_build_is_reproducible_and_vendors_the_rulebook(zipapp):
         for stem in ("_duration", "_names", "_runner"):
             vendored = zf.read(f"gateway/_vendor/{stem}.py")
             assert vendored == (ROOT / "collection/plugins/module_utils" / f"{stem}.py").read_bytes()
+        # the config format shared with the agent (gateway/_rules.py SHARED_MODULES)
+        assert zf.read("gateway/_vendor/_configfile.py") == (ROOT / "heartbeat_agent" / "_configfile.py").read_bytes()
     assert "h11/__init__.py" in names and not any(n.endswith(".pyc") for n in names)
 
 

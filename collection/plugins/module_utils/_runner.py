@@ -10,6 +10,8 @@
 # return with their own client.
 # Stable API (keep these names and signatures):
 #   RUNNER_OPTIONS                                   option names server/sched.go needsReload compares
+#   OPTION_TYPES                                     every request option api/types.go Options knows -> its JSON type
+#   option_type_ok(key, value) -> bool               value has the JSON type OPTION_TYPES gives key (False: unknown)
 #   UNSEEN_RUNNER_SETTINGS                           what needsReload compares that /api/ps does not show
 #   model_facts(show) -> {"capabilities", "train_context", "vision", "embedding_only", "modelfile_options"}
 #   effective_num_ctx(requested, train_context=None, vision=False) -> int    the value the runner ends up with
@@ -43,9 +45,36 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 
 RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict")
+# The request options and their JSON types (api/types.go `Options`, which embeds `Runner`). `Options.FromMap` answers
+# 500 `option "x" must be of type integer` for a wrong type and ignores unknown keys, so a typo would pass silently:
+# keepwarm's configs refuse both. Stricter than FromMap on one point: an integer option takes no fraction (FromMap
+# truncates 1.5 to 1, which would pin another num_ctx than the one written).
+OPTION_TYPES = {
+    "num_ctx": "integer",
+    "num_batch": "integer",
+    "num_gpu": "integer",
+    "main_gpu": "integer",
+    "use_mmap": "boolean",
+    "num_thread": "integer",
+    "draft_num_predict": "integer",
+    "num_keep": "integer",
+    "seed": "integer",
+    "num_predict": "integer",
+    "top_k": "integer",
+    "top_p": "number",
+    "min_p": "number",
+    "typical_p": "number",
+    "repeat_last_n": "integer",
+    "temperature": "number",
+    "repeat_penalty": "number",
+    "presence_penalty": "number",
+    "frequency_penalty": "number",
+    "stop": "list of strings",
+}
 UNSEEN_RUNNER_SETTINGS = ("num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict", "shift")
 GENERATE = "/api/generate"
 EMBED = "/api/embed"
@@ -89,6 +118,26 @@ def model_facts(show):
             names = [line.split()[0] for line in show["parameters"].splitlines() if line.split()]
         facts["modelfile_options"] = sorted(set(names))
     return facts
+
+
+def option_type_ok(key, value):
+    """True when ``value`` has the JSON type ``OPTION_TYPES`` gives option ``key``; False for an unknown key.
+
+    integer: a JSON integer (not a boolean); number: a finite JSON number (not a boolean); boolean: true/false;
+    list of strings: a JSON array of strings.
+    """
+    kind = OPTION_TYPES.get(key) if isinstance(key, str) else None
+    if kind is None or value is None:
+        return False
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "integer":
+        return isinstance(value, int)
+    if kind == "number":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def effective_num_ctx(requested, train_context=None, vision=False):
