@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import math
 import re
 import signal
 import sys
+import time
 from typing import Any, Dict, List, Optional, TextIO
 
 from . import __version__
@@ -41,10 +41,17 @@ class Logger:
 
     def __init__(self, stream: Optional[TextIO] = None) -> None:
         self.stream = stream
+        self._second = -1
+        self._prefix = ""
 
     def __call__(self, **fields: Any) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
-        ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # the date and time are formatted once a second, the microseconds per line
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        ts = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
         parts = [f"ts={ts}"] + [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
         stream.write(" ".join(parts) + "\n")
         stream.flush()

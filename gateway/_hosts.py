@@ -9,6 +9,7 @@ allowed name answers ``OPTIONS`` with 204.
 from __future__ import annotations
 
 import fcntl
+import functools
 import ipaddress
 import socket
 import struct
@@ -75,6 +76,7 @@ def _ip_allowed(text: str) -> Optional[bool]:
     return plain in _interface_ips() or None
 
 
+@functools.lru_cache(maxsize=1024)  # clients choose Host values: a bounded cache of the answers
 def host_allowed(host_header: str) -> bool:
     host = split_host(host_header)
     if _ip_allowed(host):

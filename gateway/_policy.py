@@ -65,9 +65,26 @@ def parse_body(raw: bytes) -> Optional[Pairs]:
     return value if isinstance(value, Pairs) else None
 
 
+_STR = json.encoder.encode_basestring_ascii  # what json.dumps does with a str (ensure_ascii)
+_CONSTANTS = {True: "true", False: "false", None: "null"}
+
+
 def dump(value: Any) -> str:
+    kind = type(value)
+    if kind is Pairs:
+        return "{" + ",".join(_STR(k) + ":" + dump(v) for k, v in value) + "}"
+    if kind is str:
+        return _STR(value)
+    if kind is Num:
+        return str.__str__(value)
+    if kind is list:
+        return "[" + ",".join(dump(v) for v in value) + "]"
+    if kind is bool or value is None:
+        return _CONSTANTS[value]
+    if kind is int:
+        return int.__repr__(value)
     if isinstance(value, Pairs):
-        return "{" + ",".join(json.dumps(k) + ":" + dump(v) for k, v in value) + "}"
+        return "{" + ",".join(_STR(k) + ":" + dump(v) for k, v in value) + "}"
     if isinstance(value, list):
         return "[" + ",".join(dump(v) for v in value) + "]"
     if isinstance(value, Num):

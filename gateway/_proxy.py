@@ -1,12 +1,21 @@
-"""The reverse proxy: asyncio and h11 (pure-Python HTTP/1.1, no I/O of its own) on both sides.
+"""The reverse proxy: asyncio Protocols on both sides, h11 for what clients send, a lean reader for Ollama's answers.
 
-One task per client connection. A request on a policy route (_policy.POLICY_ROUTES) is read whole (a rewrite needs
-the JSON) up to ``max_body_bytes``; every other request body is streamed to Ollama as it arrives. Responses are
-forwarded as h11 parses them: whatever one socket read from Ollama brought (one NDJSON line or SSE event when Ollama
-flushes per token) goes to the client before the next read, so nothing is held back and nothing whole is buffered.
-When the client's side of the connection ends while Ollama works on its request, the upstream connection is aborted
-at once, which Ollama sees as the client going away (a cold load is aborted: llm/llama_server.go
-``WaitUntilRunning``), exactly as if the client had talked to Ollama directly.
+The client side is the network-facing surface, so every request is parsed by h11 (pure-Python HTTP/1.1, no I/O of
+its own; a fresh state machine per request, fed what the previous one left over, so pipelined requests are served
+in order), with its limits: request line and headers validated, conflicting or invalid framing refused with 400, a
+head over ``max_header_bytes`` refused with 431. The gateway writes its responses itself (status line, headers,
+framing) instead of re-encoding them through h11. Ollama's side (gateway/_http_upstream.py) is trusted: its
+response bytes are handed on as they come.
+
+No task per connection: callbacks on the event loop do the work, and a coroutine runs only where the gateway must
+wait for something else (connecting to Ollama when no kept-alive connection is idle, the eviction rule's
+``/api/ps``). A request on a policy route (_policy.POLICY_ROUTES) is read whole (a rewrite needs the JSON) up to
+``max_body_bytes``; every other request body goes to Ollama as it arrives. Whatever one socket read from Ollama
+brought (one NDJSON line or SSE event when Ollama flushes per token) goes to the client in one write before the next
+read, so nothing is held back and nothing whole is buffered. When the client's side of the connection ends while
+Ollama works on its request, the upstream connection is aborted at once, which Ollama sees as the client going
+away (a cold load is aborted: llm/llama_server.go ``WaitUntilRunning``), exactly as if the client had talked to
+Ollama directly.
 """
 
 from __future__ import annotations
@@ -14,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import socket
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -24,16 +32,16 @@ import h11
 
 from ._config import GatewayConfig, ModelPolicy
 from ._hosts import host_allowed
+from ._http_upstream import Head, JsonRequest, Pool, Upstream, UpstreamError, nodelay
 from ._metrics import Metrics
 from ._policy import POLICY_ROUTES, Decision, decide, error_body
 from ._rules import names
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "UpstreamError", "route_path"]
 
-READ_SIZE = 65536
-MAX_IDLE_UPSTREAM = 64
 TAGS_TTL = 10.0
 ALIAS_REFRESH = 30.0
+MAX_UNREAD = 256 * 1024  # bytes a client may send ahead (pipelining) while its request is served: then stop reading
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Expect (the gateway answers 100-continue itself) and Host (rewritten).
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"proxy-authenticate",
@@ -43,110 +51,546 @@ KNOWN_ROUTES = frozenset(
     {"/", "/api/version", "/api/tags", "/api/ps", "/api/show", "/api/pull", "/api/push", "/api/create", "/api/copy",
      "/api/delete", "/v1/models", "/metrics"} | set(POLICY_ROUTES)
 )  # fmt: skip
-_STATUSES = frozenset(int(s) for s in HTTPStatus)
+_REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
 JSON_HEADERS = [(b"Content-Type", b"application/json; charset=utf-8")]
+CLOSE = [(b"Connection", b"close")]
 NOT_FORWARDED = ("pass", "unload.allow", "evict.allow", "evict.queue")
-
-
-def _raw(headers: Any) -> List[Tuple[bytes, bytes, bytes]]:
-    """(name as sent, lower-case name, value): headers go on with the peer's own spelling (Go's Content-Type)."""
-    return [(raw, raw.lower(), value) for raw, value in headers.raw_items()]
+_PATHS: Dict[bytes, str] = {}
 
 
 def route_path(target: bytes) -> str:
     """The path Ollama routes on: Go's net/http parses the request target (an absolute-form
     `http://host/api/generate` included) and gin matches the percent-decoded `URL.Path` (`/api/%67enerate` is
     `/api/generate`), so the policy must see the same, or an encoded path would walk past it."""
+    path = _PATHS.get(target)
+    if path is not None:
+        return path
     text = target.decode("latin-1")
     if text.lower().startswith(("http://", "https://")):
         rest = text.split("://", 1)[1]
         text = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-    return unquote(text.split("?", 1)[0], errors="surrogateescape")
+    path = unquote(text.split("?", 1)[0], errors="surrogateescape")
+    if len(_PATHS) < 1024:  # clients choose targets: a bounded cache
+        _PATHS[target] = path
+    return path
 
 
-class UpstreamError(Exception):
-    """Ollama could not be reached, or closed the connection before answering."""
+def _response(status: int, body: bytes, headers: List[Tuple[bytes, bytes]], head_only: bool = False) -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    if not head_only:
+        lines.append(body)
+    return b"".join(lines)
 
 
-class ClientGone(Exception):
-    """The client disconnected (or timed out) while its request was in flight."""
+class _Client(asyncio.Protocol):
+    """One client connection: h11 parses its requests; callbacks forward them and relay Ollama's answers."""
 
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.cfg = gw.cfg
+        self.transport: Any = None
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=gw.cfg.max_header_bytes)
+        self.name = "?"
+        self.deadline = 0.0
+        self.closed = False
+        self.pumping = False
+        self.again = False
+        self.reading = True  # parsing the client's request (head, then body); False while it is served
+        self.waiting = True  # between requests: the idle timeout runs
+        self.unread = 0
+        self.pauses: set = set()  # why the client socket is not read now
+        self.task: Optional[asyncio.Future] = None
+        self._reset()
 
-def _nodelay(transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+    def _reset(self) -> None:
+        self.req: Any = None
+        self.path = ""
+        self.route = ""
+        self.fwd: List[Tuple[bytes, bytes, bytes]] = []
+        self.tokens: Tuple[bytes, ...] = ()
+        self.body: Optional[List[bytes]] = None  # a policy route's body, read whole
+        self.size = 0
+        self.pipe = False  # the request body goes to Ollama as it arrives
+        self.chunked = False
+        self.complete = False  # the whole request has been read
+        self.out: List[bytes] = []  # bytes for Ollama not written yet
+        self.up: Optional[Upstream] = None
+        self.sent = False
+        self.replay: Optional[bytes] = None  # the whole request: resent once if a kept-alive connection was stale
+        self.retried = False
+        self.started = False  # the response head went to the client
+        self.close_after = False
+        self.keep_alive = True
+        self.http10 = False
+        self.t0 = 0.0
+        self.added = 0.0
 
-
-class _Reader(asyncio.StreamReader):
-    """A StreamReader that reports the end of the peer's stream at once (``on_eof``), without a pending read."""
-
-    on_eof: Optional[Callable[[], None]] = None
-
-    def feed_eof(self) -> None:
-        super().feed_eof()
-        if self.on_eof is not None:
-            self.on_eof()
-
-    def set_exception(self, exc: BaseException) -> None:
-        super().set_exception(exc)
-        if self.on_eof is not None:
-            self.on_eof()
-
-
-class _Upstream:
-    __slots__ = ("conn", "reader", "reused", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = h11.Connection(h11.CLIENT)
-        self.reused = False
-
-    def abort(self) -> None:
-        transport = self.writer.transport
-        if transport is not None:
-            transport.abort()
-
-
-class _Client:
-    """One client connection: its h11 state, its socket, and the timer that enforces header/idle timeouts."""
-
-    __slots__ = ("conn", "gone", "name", "reader", "timer", "upstream", "writer")
-
-    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter, max_header_bytes: int) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
-        peer = writer.get_extra_info("peername")
+    # ---- asyncio.Protocol ---------------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        nodelay(transport)
+        peer = transport.get_extra_info("peername")
         self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
-        self.timer: Optional[asyncio.TimerHandle] = None
-        self.gone = False
-        self.upstream: Optional[_Upstream] = None
+        self.gw.metrics.open_connections += 1
+        self.gw.clients.add(self)
+        self._arm(self.cfg.idle_timeout)
 
-    def arm(self, seconds: float) -> None:
-        """(Re)start the timeout: when it fires the connection is dropped, as Go's ReadHeaderTimeout/IdleTimeout do."""
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self.writer.transport.abort)
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        if self.closed and self.transport is None:
+            return
+        self.closed = True
+        self.reading = False
+        self.transport = None
+        self.gw.metrics.open_connections -= 1
+        self.gw.clients.discard(self)
+        self._disarm()
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self._client_gone()
 
-    def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.waiting:
+            self.waiting = False
+            self._arm(self.cfg.header_timeout)  # the request has started: the header timeout runs from here
+        if self.reading:
+            self._pump()
+        else:
+            self.unread += len(data)
+            if self.unread > MAX_UNREAD:
+                self._pause("unread")
 
-    def eof(self) -> None:
-        self.gone = True
-        if self.upstream is not None:
-            self.upstream.abort()
+    def eof_received(self) -> bool:
+        if self.up is not None or self.task is not None:  # the client left while its request is in flight
+            self._client_gone()
+            self._close()
+        else:
+            self.conn.receive_data(b"")
+            self._pump()
+        return False
 
-    def send(self, event: Any) -> None:
-        data = self.conn.send(event)
+    def pause_writing(self) -> None:  # the client reads slower than Ollama writes: stop reading Ollama
+        if self.up is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.transport.resume_reading()
+
+    # ---- Ollama's side (gateway/_http_upstream.py calls these) --------------------------------------------------
+    def upstream_data(self, up: Upstream, head: Optional[Head], body: bytes, done: bool) -> None:
+        try:
+            if head is not None:
+                t1 = time.perf_counter()
+                if self.reading or not self.keep_alive or head.until_close:
+                    self.close_after = True
+                self.started = True
+                self.transport.write(self._head_bytes(head) + body)
+                self.gw.metrics.added_latency(self.added + time.perf_counter() - t1)
+            elif body:
+                self.transport.write(body)
+            if done:
+                self.up = None
+                if self.close_after:
+                    self._close()
+                else:
+                    self._next()
+        except Exception as exc:  # a gateway bug must cost one connection, never the process  # noqa: BLE001
+            self._internal_error(exc)
+
+    def upstream_lost(self, up: Upstream, why: str) -> None:
+        if up is not self.up:
+            return
+        self.up = None
+        if self.closed:
+            return
+        if self.started:
+            self._close()  # cut the response short, as the client would see it from Ollama
+        elif self.replay is not None and up.reused and not up.got_bytes and not self.retried:
+            self.retried = True  # a kept-alive connection Ollama had closed: once more on a fresh one
+            self.out = [self.replay]
+            self.sent = False
+            self._send()
+            self._flush()
+        else:
+            self._bad_gateway(why)
+
+    def upstream_pause(self) -> None:  # Ollama reads a streamed request body slower than the client sends it
+        self._pause("upstream")
+
+    def upstream_resume(self) -> None:
+        self._resume("upstream")
+
+    # ---- the client's requests -----------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Handle the events h11 has parsed; then write what is for Ollama in one go."""
+        if self.pumping:
+            self.again = True
+            return
+        self.pumping = True
+        try:
+            while True:
+                self.again = False
+                while self.reading:
+                    event = self.conn.next_event()
+                    kind = type(event)
+                    if kind is h11.Data:
+                        self._on_data(event.data)
+                    elif kind is h11.Request:
+                        self._on_request(event)
+                    elif kind is h11.EndOfMessage:
+                        self._on_end()
+                    elif event is h11.NEED_DATA or event is h11.PAUSED:
+                        break
+                    else:  # ConnectionClosed: the client ended the connection between requests
+                        self._close()
+                self._flush()
+                if not self.again:
+                    break
+        except h11.RemoteProtocolError as exc:
+            self._bad_request(exc)
+        except Exception as exc:  # a gateway bug must cost one connection, never the process  # noqa: BLE001
+            self._internal_error(exc)
+        finally:
+            self.pumping = False
+
+    def _on_request(self, req: h11.Request) -> None:
+        gw = self.gw
+        self.req = req
+        self.path = path = route_path(req.target)
+        self.route = route = path if path in KNOWN_ROUTES else "other"
+        method = req.method
+        self.http10 = req.http_version != b"1.1"
+        host = b""
+        auth = b""
+        length = None
+        origin = False
+        fwd = self.fwd
+        for raw, value in req.headers.raw_items():
+            name = raw.lower()
+            if name == b"host":
+                host = host or value
+            elif name == b"authorization":
+                auth = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                self.chunked = True
+            elif name == b"connection":
+                self.tokens += tuple(t.strip(b" \t").lower() for t in value.split(b","))
+            elif name == b"origin":
+                origin = True
+            fwd.append((raw, name, value))
+        self.keep_alive = not self.http10 and b"close" not in self.tokens
+        if gw.loopback:
+            text = host.decode("latin-1")
+            if req.target[:8].lower().startswith((b"http://", b"https://")):  # absolute-form: Host is the URL's
+                text = req.target.split(b"://", 1)[1].split(b"/", 1)[0].decode("latin-1") or text
+            if not host_allowed(text):
+                gw.metrics.refusal("host")
+                gw.log(event="refuse", rule="host", client=self.name, route=route, host=text, status=403)
+                self._answer(403, b"", [], close=True)
+                return
+            if method == b"OPTIONS" and not origin:
+                self._answer(204, b"", [])
+                return
+        if gw.token is not None and not hmac.compare_digest(auth, gw.token):
+            gw.metrics.refusal("auth")
+            gw.log(event="refuse", rule="auth", client=self.name, route=route, status=401)
+            body = error_body("openai" if path.startswith("/v1/") else "ollama", "unauthorized", 401)
+            challenge = (b"WWW-Authenticate", b'Bearer realm="keepwarm-gateway"')
+            self._answer(401, body, [*JSON_HEADERS, challenge], close=True)
+            return
+        if path == "/metrics" and method in (b"GET", b"HEAD"):
+            self._answer(200, gw.metrics.render(), [(b"Content-Type", b"text/plain; version=0.0.4")])
+            return
+        policy_route = method == b"POST" and path in POLICY_ROUTES
+        if policy_route and length is not None and int(length) > self.cfg.max_body_bytes:
+            self._too_large(int(length))
+            return
+        if self.conn.they_are_waiting_for_100_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.t0 = time.perf_counter()
+        if policy_route:
+            self.body = []
+            return
+        gw.metrics.request(route, "")
+        self.pipe = True
+        self.out.append(self._upstream_head(None))
+        self._send()
+
+    def _on_data(self, data: bytes) -> None:
+        if self.body is not None:
+            self.size += len(data)
+            if self.size > self.cfg.max_body_bytes:
+                self._too_large(None)
+                return
+            self.body.append(data)
+        elif self.pipe:
+            self.out.append(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            self.replay = None
+            self._arm(self.cfg.header_timeout)
+        # else: the request was answered already (OPTIONS, /metrics); the rest of its body is dropped
+
+    def _on_end(self) -> None:
+        self.complete = True
+        if self.body is not None:
+            body = b"".join(self.body)
+            self.body = None
+            self.reading = False
+            self._disarm()
+            self._decide(body)
+        elif self.pipe:
+            if self.chunked:
+                self.out.append(b"0\r\n\r\n")
+            self.reading = False
+            self._disarm()
+            if self.up is not None:
+                self.up.request_done = True
+        else:
+            self._next()
+
+    def _decide(self, body: bytes) -> None:
+        gw = self.gw
+        self.t0 = time.perf_counter()
+        decision = decide(self.cfg, self.path, body, gw._aliases)
+        gw.metrics.request(self.route, decision.model or "")
+        if decision.action == "check_evict":
+            self.task = asyncio.ensure_future(self._evict(decision, body))
+        else:
+            self._decided(decision, body)
+
+    async def _evict(self, decision: Decision, body: bytes) -> None:
+        try:
+            decision = await self.gw._evict_rule(decision, self.path)
+            self.task = None
+            if not self.closed:
+                self._decided(decision, body)
+                self._flush()
+        except Exception as exc:  # noqa: BLE001
+            self.task = None
+            self._internal_error(exc)
+
+    def _decided(self, decision: Decision, body: bytes) -> None:
+        gw = self.gw
+        gw._log_decision(decision, self.name, self.route)
+        if decision.action == "refuse":
+            for rule in decision.rules:
+                gw.metrics.refusal(rule)
+            extra = [(b"Retry-After", b"%d" % self.cfg.retry_after)] if decision.status == 503 else []
+            self._answer(decision.status, decision.body or b"", JSON_HEADERS + extra)
+            return
+        for rule in decision.rules:
+            if not rule.startswith(NOT_FORWARDED):
+                gw.metrics.rewrite(rule)
+        payload = decision.body if decision.body is not None else body
+        self.out.append(self._upstream_head(payload) + payload)
+        self._send()
+
+    def _upstream_head(self, body: Optional[bytes]) -> bytes:
+        """The request line and headers for Ollama: hop-by-hop fields dropped, Host set to Ollama's, and with a body
+        the gateway read whole (and may have rewritten), its own Content-Length."""
+        req = self.req
+        parts = [req.method, b" ", req.target, b" HTTP/1.1\r\n", self.gw.host_line]
+        tokens = self.tokens
+        strip_auth = self.gw.token is not None  # the gateway's own token is not Ollama's business
+        for raw, name, value in self.fwd:
+            if name in HOP_BY_HOP or name in tokens:
+                continue
+            if body is not None and name in (b"content-length", b"transfer-encoding"):
+                continue
+            if strip_auth and name == b"authorization":
+                continue
+            parts += (raw, b": ", value, b"\r\n")
+        if body is not None:
+            parts.append(b"Content-Length: %d\r\n" % len(body))
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _send(self) -> None:
+        """Take a kept-alive connection to Ollama, or connect (the request waits in self.out meanwhile)."""
+        up = self.gw.pool.take()
+        if up is not None:
+            self.up = up
+            return
+        if self.pipe:
+            self.reading = False  # the body waits in the socket until the connection is there
+        self.task = asyncio.ensure_future(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            up = await self.gw.pool.connect()
+        except UpstreamError as exc:
+            self.task = None
+            self._bad_gateway(str(exc))
+            return
+        self.task = None
+        if self.closed:
+            self.gw.pool.release(up)
+            return
+        self.up = up
+        if self.pipe and not self.complete:
+            self.reading = True
+            self._pump()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        up = self.up
+        if up is None or not self.out:
+            return
+        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        self.out.clear()
+        if self.sent:
+            up.transport.write(data)
+            return
+        self.sent = True
+        self.replay = data if self.complete else None
+        up.start(self, data, head_request=self.req.method == b"HEAD", raw=not self.http10)
+        up.request_done = self.complete
+        self.added = time.perf_counter() - self.t0
+
+    def _head_bytes(self, head: Head) -> bytes:
+        """Ollama's status and header lines as it sent them, without hop-by-hop fields; an HTTP/1.0 client gets the
+        payload without chunk framing, delimited by the connection's end."""
+        parts = [b"HTTP/1.1 %d %s\r\n" % (head.status, head.reason)]
+        tokens = head.tokens
+        http10 = self.http10
+        for name, line in head.headers:
+            if name in HOP_BY_HOP or name in tokens or (http10 and name == b"transfer-encoding"):
+                continue
+            parts += (line, b"\r\n")
+        if self.close_after:
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # ---- the gateway's own answers ------------------------------------------------------------------------------
+    def _answer(self, status: int, body: bytes, headers: List[Tuple[bytes, bytes]], close: bool = False) -> None:
+        """A response the gateway makes itself. Closing, it says so; keeping the connection, the rest of the request
+        body is read and dropped before the next request."""
+        if self.closed:
+            return
+        close = close or not self.keep_alive
+        head_only = self.req is not None and self.req.method == b"HEAD"
+        self.started = True
+        self.transport.write(_response(status, body, headers + CLOSE if close else headers, head_only))
+        if close:
+            self._close()
+        elif self.complete:
+            self._next()
+        else:
+            self.reading = True  # the body's events are dropped until EndOfMessage starts the next request
+
+    def _too_large(self, length: Optional[int]) -> None:
+        gw = self.gw
+        gw.metrics.refusal("body_size")
+        gw.log(event="refuse", rule="body_size", client=self.name, route=self.route, bytes=length, status=413)
+        msg = f"keepwarm-gateway: request body larger than max_body_bytes ({self.cfg.max_body_bytes})"
+        self.body = None
+        self._answer(413, error_body("ollama", msg, 413), JSON_HEADERS, close=True)
+
+    def _bad_gateway(self, why: str) -> None:
+        gw = self.gw
+        gw.metrics.upstream_errors += 1
+        gw.log(event="upstream_error", target=self.req.target.decode("latin-1"), error=why, status=502)
+        if not self.started and not self.closed:
+            msg = f"keepwarm-gateway: Ollama is not reachable: {why}"
+            self._answer(502, error_body("ollama", msg, 502), JSON_HEADERS, close=True)
+        else:
+            self._close()
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        """What Go's net/http answers to a request it cannot parse (400, or 431 for a head over the limit)."""
+        if self.started or self.closed:
+            self._close()
+            return
+        status = exc.error_status_hint
+        body = b"400 Bad Request" if status == 400 else b""
+        self.req = None
+        self._answer(status, body, [(b"Content-Type", b"text/plain; charset=utf-8")], close=True)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.gw.log(event="internal_error", client=self.name, error=f"{type(exc).__name__}: {exc}")
+        if not self.started and not self.closed:
+            msg = f"keepwarm-gateway: internal error: {type(exc).__name__}"
+            self._answer(500, error_body("ollama", msg, 500), JSON_HEADERS, close=True)
+        self._close()
+
+    # ---- connection state -----------------------------------------------------------------------------------------
+    def _next(self) -> None:
+        """The response is complete and the connection stays: a fresh h11 state machine gets what the client sent
+        after this request (pipelining)."""
+        data, closed = self.conn.trailing_data
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.cfg.max_header_bytes)
+        self._reset()
+        self.reading = True
+        self.unread = 0
+        self._resume("unread")
         if data:
-            self.writer.write(data)
+            self.conn.receive_data(data)
+            self.waiting = False
+            self._arm(self.cfg.header_timeout)
+        else:
+            self.waiting = True
+            self._arm(self.cfg.idle_timeout)
+        if closed:
+            self.conn.receive_data(b"")
+        self._pump()
+
+    def _client_gone(self) -> None:
+        up = self.up
+        if up is None:
+            return
+        self.up = None
+        up.owner = None
+        up.abort()  # Ollama sees its client leave, as when the client talks to it directly
+        self.gw.metrics.client_disconnects += 1
+        self.gw.log(event="client_gone", target=self.req.target.decode("latin-1"), action="upstream_aborted",
+                    client=self.name)  # fmt: skip
+
+    def _close(self) -> None:
+        """End the connection (what was written is still sent); a request still in flight is aborted upstream."""
+        self.reading = False
+        self._disarm()
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.owner = None
+            up.abort()
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _arm(self, seconds: float) -> None:
+        """(Re)start the timeout: past it the connection is dropped, as Go's ReadHeaderTimeout/IdleTimeout do (the
+        gateway's sweep checks every tenth of the shortest timeout, so no timer is made per request)."""
+        self.deadline = self.gw.loop.time() + seconds
+
+    def _disarm(self) -> None:
+        self.deadline = 0.0
+
+    def _timeout(self) -> None:
+        self.deadline = 0.0
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _pause(self, why: str) -> None:
+        if not self.pauses and self.transport is not None:
+            self.transport.pause_reading()
+        self.pauses.add(why)
+
+    def _resume(self, why: str) -> None:
+        if why in self.pauses:
+            self.pauses.discard(why)
+            if not self.pauses and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
 
 
 class Gateway:
@@ -154,10 +598,16 @@ class Gateway:
         self.cfg = cfg
         self.log = log
         self.metrics = metrics or Metrics()
-        self._idle: List[_Upstream] = []
         host = cfg.upstream_host
         self._authority = (f"[{host}]" if ":" in host else host).encode() + b":%d" % cfg.upstream_port
-        self._token = b"Bearer " + cfg.token.encode() if cfg.token else None
+        self.host_line = b"Host: " + self._authority + b"\r\n"
+        self.token = b"Bearer " + cfg.token.encode() if cfg.token else None
+        self.loopback = cfg.listen_is_loopback
+        self.pool = Pool(cfg.upstream, cfg.upstream_host, cfg.upstream_port)
+        self.loop: Any = None
+        self.clients: set = set()
+        self._sweep_every = max(0.01, min(1.0, cfg.header_timeout / 10, cfg.idle_timeout / 10))
+        self._sweeper: Optional[asyncio.TimerHandle] = None
         self.server: Optional[asyncio.AbstractServer] = None
         self._tags: Optional[Tuple[float, dict]] = None
         self._aliases: Dict[Tuple[str, ...], ModelPolicy] = {}
@@ -165,16 +615,12 @@ class Gateway:
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> Tuple[str, int]:
-        loop = asyncio.get_running_loop()
-
-        def factory() -> asyncio.StreamReaderProtocol:
-            reader = _Reader(limit=READ_SIZE, loop=loop)
-            return asyncio.StreamReaderProtocol(reader, self._client, loop=loop)
-
+        self.loop = loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            factory, self.cfg.listen_host, self.cfg.listen_port, backlog=1024, reuse_address=True
+            lambda: _Client(self), self.cfg.listen_host, self.cfg.listen_port, backlog=1024, reuse_address=True
         )
         sockname = self.server.sockets[0].getsockname()
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep)
         if self.cfg.models:
             self._refresher = asyncio.ensure_future(self._refresh_aliases())
         return sockname[0], sockname[1]
@@ -204,235 +650,44 @@ class Gateway:
                 self.log(event="aliases", result="error", error=str(exc))
             await asyncio.sleep(ALIAS_REFRESH)
 
+    def _sweep(self) -> None:
+        """Drop the connections past their header or idle timeout."""
+        now = self.loop.time()
+        for client in [c for c in self.clients if 0.0 < c.deadline <= now]:
+            client._timeout()
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._refresher is not None:
             self._refresher.cancel()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        for up in self._idle:
-            up.abort()
-        self._idle.clear()
+        self.pool.close()
 
-    # ---- upstream connections ----------------------------------------------------------------------------------
-    async def _connect(self) -> _Upstream:
-        try:
-            reader, writer = await asyncio.open_connection(self.cfg.upstream_host, self.cfg.upstream_port)
-        except OSError as exc:
-            raise UpstreamError(f"cannot connect to {self.cfg.upstream}: {exc.strerror or exc}") from None
-        _nodelay(writer.transport)
-        return _Upstream(reader, writer)
-
-    async def _acquire(self) -> _Upstream:
-        while self._idle:
-            up = self._idle.pop()
-            if up.reader.at_eof() or up.writer.is_closing():
-                up.abort()
-                continue
-            up.reused = True
-            return up
-        return await self._connect()
-
-    def _release(self, up: _Upstream) -> None:
-        if up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE and len(self._idle) < MAX_IDLE_UPSTREAM:
-            up.conn.start_next_cycle()
-            self._idle.append(up)
-        else:
-            up.abort()
-
+    # ---- the gateway's own look-ups ----------------------------------------------------------------------------
     async def upstream_json(self, path: str) -> Any:
-        """GET a small JSON document from Ollama (/api/ps for the eviction rule)."""
+        """GET a small JSON document from Ollama (/api/ps for the eviction rule, /api/tags for aliases)."""
+        request = b"GET %s HTTP/1.1\r\n%s\r\n" % (path.encode(), self.host_line)
         for attempt in (0, 1):
-            up = await self._acquire()
+            up = await self.pool.get()
+            job = JsonRequest()
+            up.start(job, request)
             try:
-                req = h11.Request(method="GET", target=path, headers=[(b"Host", self._authority)])
-                up.writer.write(up.conn.send(req) + up.conn.send(h11.EndOfMessage()))
-                chunks = []
-                status = 0
-                while True:
-                    event = up.conn.next_event()
-                    if event is h11.NEED_DATA:
-                        up.conn.receive_data(await up.reader.read(READ_SIZE))
-                    elif isinstance(event, h11.Response):
-                        status = event.status_code
-                    elif isinstance(event, h11.Data):
-                        chunks.append(event.data)
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    else:
-                        raise UpstreamError(f"{self.cfg.upstream}{path}: connection closed")
-                self._release(up)
-                if status != 200:
-                    raise UpstreamError(f"{self.cfg.upstream}{path}: HTTP {status}")
-                return json.loads(b"".join(chunks))
-            except (OSError, h11.ProtocolError, UpstreamError, ValueError) as exc:
-                up.abort()
-                if attempt == 0 and up.reused:
-                    continue
-                raise UpstreamError(str(exc)) from None
+                status, data = await job.future
+            except UpstreamError:
+                if attempt == 0 and up.reused and not up.got_bytes:
+                    continue  # a kept-alive connection Ollama had closed
+                raise
+            if status != 200:
+                raise UpstreamError(f"{self.cfg.upstream}{path}: HTTP {status}")
+            try:
+                return json.loads(data)
+            except ValueError as exc:
+                raise UpstreamError(f"{self.cfg.upstream}{path}: {exc}") from None
         raise UpstreamError("unreachable")
-
-    # ---- client connections ------------------------------------------------------------------------------------
-    async def _client(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
-        _nodelay(writer.transport)
-        self.metrics.open_connections += 1
-        c = _Client(reader, writer, self.cfg.max_header_bytes)
-        try:
-            while True:
-                event = await self._read_request(c)
-                if not isinstance(event, h11.Request):
-                    break
-                await self._handle(c, event)
-                if c.conn.our_state is not h11.DONE or c.conn.their_state is not h11.DONE or c.gone:
-                    break
-                c.conn.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
-            if c.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                status = exc.error_status_hint
-                try:  # what Go's net/http answers to a request it cannot parse
-                    body = b"400 Bad Request" if status == 400 else b""
-                    hdrs = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Connection", b"close")]
-                    self._respond(c, status, body, hdrs)
-                except h11.LocalProtocolError:
-                    pass
-        except (OSError, ClientGone, h11.LocalProtocolError):
-            pass
-        except Exception as exc:  # a gateway bug must cost one connection, never the process  # noqa: BLE001
-            self.log(event="internal_error", client=c.name, error=f"{type(exc).__name__}: {exc}")
-            if c.conn.our_state is h11.SEND_RESPONSE:
-                try:
-                    msg = f"keepwarm-gateway: internal error: {type(exc).__name__}"
-                    self._respond(c, 500, error_body("ollama", msg, 500), JSON_HEADERS + [(b"Connection", b"close")])
-                except h11.LocalProtocolError:
-                    pass
-        finally:
-            c.disarm()
-            reader.on_eof = None
-            self.metrics.open_connections -= 1
-            try:
-                writer.close()
-            except OSError:
-                pass
-
-    async def _read_request(self, c: _Client) -> Any:
-        c.arm(self.cfg.idle_timeout)
-        first = True
-        while True:
-            event = c.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await c.reader.read(READ_SIZE)
-            if first:
-                c.arm(self.cfg.header_timeout)  # the request has started: the header timeout runs from here
-                first = False
-            c.conn.receive_data(data)
-
-    async def _read_body(self, c: _Client) -> Optional[bytes]:
-        """The whole request body, or None when it passes max_body_bytes."""
-        chunks = []
-        size = 0
-        while True:
-            event = c.conn.next_event()
-            if event is h11.NEED_DATA:
-                c.conn.receive_data(await c.reader.read(READ_SIZE))
-                continue
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > self.cfg.max_body_bytes:
-                    return None
-                chunks.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
-            else:
-                raise ClientGone()
-
-    def _respond(
-        self, c: _Client, status: int, body: bytes, headers: Optional[List[Tuple[bytes, bytes]]] = None
-    ) -> None:
-        hdrs = list(JSON_HEADERS if headers is None else headers)
-        hdrs.append((b"Content-Length", b"%d" % len(body)))
-        reason = HTTPStatus(status).phrase.encode() if status in _STATUSES else b""
-        data = c.conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason))
-        if body:
-            data += c.conn.send(h11.Data(data=body))
-        c.writer.write(data + c.conn.send(h11.EndOfMessage()))
-
-    async def _handle(self, c: _Client, req: h11.Request) -> None:
-        path = route_path(req.target)
-        method = req.method
-        route = path if path in KNOWN_ROUTES else "other"
-        headers = req.headers
-        if self.cfg.listen_is_loopback:
-            host = next((v for n, v in headers if n == b"host"), b"").decode("latin-1")
-            if req.target.lower().startswith((b"http://", b"https://")):  # absolute-form: Host comes from the URL
-                host = req.target.split(b"://", 1)[1].split(b"/", 1)[0].decode("latin-1") or host
-            if not host_allowed(host):
-                self.metrics.refusal("host")
-                self.log(event="refuse", rule="host", client=c.name, route=route, host=host, status=403)
-                self._respond(c, 403, b"", [(b"Connection", b"close")])
-                return
-            if method == b"OPTIONS" and not any(n == b"origin" for n, _v in headers):
-                self._respond(c, 204, b"", [])
-                await self._drain_body(c)
-                return
-        if self._token is not None:
-            auth = next((v for n, v in headers if n == b"authorization"), b"")
-            if not hmac.compare_digest(auth, self._token):
-                self.metrics.refusal("auth")
-                self.log(event="refuse", rule="auth", client=c.name, route=route, status=401)
-                body = error_body("openai" if path.startswith("/v1/") else "ollama", "unauthorized", 401)
-                hdrs = JSON_HEADERS + [
-                    (b"WWW-Authenticate", b'Bearer realm="keepwarm-gateway"'),
-                    (b"Connection", b"close"),
-                ]
-                self._respond(c, 401, body, hdrs)
-                return
-        if path == "/metrics" and method in (b"GET", b"HEAD"):
-            await self._drain_body(c)
-            self._respond(c, 200, self.metrics.render(), [(b"Content-Type", b"text/plain; version=0.0.4")])
-            return
-        policy_route = method == b"POST" and path in POLICY_ROUTES
-        length = next((v for n, v in headers if n == b"content-length"), None)
-        if policy_route and length is not None and int(length) > self.cfg.max_body_bytes:
-            self._too_large(c, route, int(length))
-            return
-        if c.conn.they_are_waiting_for_100_continue:
-            c.send(h11.InformationalResponse(status_code=100, headers=[]))
-        if policy_route:
-            body = await self._read_body(c)
-            c.disarm()
-            t0 = time.perf_counter()
-            if body is None:
-                self._too_large(c, route, None)
-                return
-            decision = decide(self.cfg, path, body, self._aliases)
-            self.metrics.request(route, decision.model or "")
-            if decision.action == "check_evict":
-                decision = await self._evict_rule(decision, path)
-            self._log_decision(decision, c.name, route)
-            if decision.action == "refuse":
-                for rule in decision.rules:
-                    self.metrics.refusal(rule)
-                extra = [(b"Retry-After", b"%d" % self.cfg.retry_after)] if decision.status == 503 else []
-                self._respond(c, decision.status, decision.body or b"", JSON_HEADERS + extra)
-                return
-            for rule in decision.rules:
-                if not rule.startswith(NOT_FORWARDED):
-                    self.metrics.rewrite(rule)
-            await self._forward(c, req, decision.body if decision.body is not None else body, t0)
-            return
-        self.metrics.request(route, "")
-        await self._forward(c, req, None, time.perf_counter())
-
-    def _too_large(self, c: _Client, route: str, length: Optional[int]) -> None:
-        self.metrics.refusal("body_size")
-        self.log(event="refuse", rule="body_size", client=c.name, route=route, bytes=length, status=413)
-        msg = f"keepwarm-gateway: request body larger than max_body_bytes ({self.cfg.max_body_bytes})"
-        self._respond(c, 413, error_body("ollama", msg, 413), JSON_HEADERS + [(b"Connection", b"close")])
-
-    async def _drain_body(self, c: _Client) -> None:
-        if c.conn.their_state is h11.SEND_BODY:
-            await self._read_body(c)
 
     def _log_decision(self, decision: Decision, client: str, route: str) -> None:
         self.log(
@@ -507,141 +762,3 @@ class Gateway:
                 action="refuse", rules=["evict." + ("queue_timeout" if strict == "queue" else "refuse")],
                 body=error_body(flavour, msg, 503), status=503, details=f"pinned loaded: {victims}",
             )  # fmt: skip
-
-    async def _forward(self, c: _Client, req: h11.Request, body: Optional[bytes], t0: float) -> None:
-        connection_tokens = set()
-        for name, value in req.headers:
-            if name == b"connection":
-                connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        headers = [(b"Host", self._authority)]
-        for raw_name, name, value in _raw(req.headers):
-            if name in HOP_BY_HOP or name in connection_tokens:
-                continue
-            if body is not None and name in (b"content-length", b"transfer-encoding"):
-                continue
-            if name == b"authorization" and self._token is not None:
-                continue  # the gateway's own token is not Ollama's business
-            headers.append((raw_name, value))
-        if body is not None:
-            headers.append((b"Content-Length", b"%d" % len(body)))
-        up: Optional[_Upstream] = None
-        added = 0.0
-        for attempt in (0, 1):
-            try:
-                up = await self._acquire()
-            except UpstreamError as exc:
-                self._bad_gateway(c, req, str(exc))
-                return
-            try:
-                data = up.conn.send(h11.Request(method=req.method, target=req.target, headers=headers))
-                if body is not None:
-                    if body:
-                        data += up.conn.send(h11.Data(data=body))
-                    up.writer.write(data + up.conn.send(h11.EndOfMessage()))
-                    added = time.perf_counter() - t0
-                else:
-                    up.writer.write(data)
-                    added = time.perf_counter() - t0
-                    await self._pipe_body(c, up)
-                break
-            except (OSError, h11.ProtocolError) as exc:
-                up.abort()
-                if attempt == 0 and up.reused and body is not None:
-                    continue
-                self._bad_gateway(c, req, f"{self.cfg.upstream}: {exc}")
-                return
-        assert up is not None
-        await self._relay_response(c, req, up, added)
-
-    async def _pipe_body(self, c: _Client, up: _Upstream) -> None:
-        c.arm(self.cfg.header_timeout)
-        try:
-            while True:
-                event = c.conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await c.reader.read(READ_SIZE)
-                    if not data:
-                        raise ClientGone()
-                    c.conn.receive_data(data)
-                    c.arm(self.cfg.header_timeout)
-                elif isinstance(event, h11.Data):
-                    up.writer.write(up.conn.send(h11.Data(data=event.data)))
-                    await up.writer.drain()
-                elif isinstance(event, h11.EndOfMessage):
-                    up.writer.write(up.conn.send(h11.EndOfMessage()))
-                    return
-                else:
-                    raise ClientGone()
-        except ClientGone:
-            up.abort()
-            raise
-        finally:
-            c.disarm()
-
-    def _bad_gateway(self, c: _Client, req: h11.Request, why: str) -> None:
-        self.metrics.upstream_errors += 1
-        self.log(event="upstream_error", target=req.target.decode("latin-1"), error=why, status=502)
-        if c.conn.our_state is h11.SEND_RESPONSE:
-            msg = f"keepwarm-gateway: Ollama is not reachable: {why}"
-            self._respond(c, 502, error_body("ollama", msg, 502), JSON_HEADERS + [(b"Connection", b"close")])
-
-    async def _relay_response(self, c: _Client, req: h11.Request, up: _Upstream, added: float) -> None:
-        c.upstream = up
-        c.reader.on_eof = c.eof
-        if c.reader.at_eof():
-            c.eof()
-        started = False
-        pending: List[bytes] = []
-        try:
-            while True:
-                event = up.conn.next_event()
-                if event is h11.NEED_DATA:
-                    if pending:  # hand over what has arrived before waiting for more (streaming stays live)
-                        c.writer.write(b"".join(pending))
-                        pending.clear()
-                        await c.writer.drain()
-                    try:
-                        data = await up.reader.read(READ_SIZE)
-                    except OSError:
-                        data = b""
-                    if c.gone:
-                        raise ClientGone()
-                    up.conn.receive_data(data)
-                elif isinstance(event, h11.Data):
-                    pending.append(c.conn.send(h11.Data(data=event.data)))
-                elif isinstance(event, h11.Response):
-                    t1 = time.perf_counter()
-                    out = [(raw, v) for raw, n, v in _raw(event.headers) if n not in HOP_BY_HOP]
-                    resp = h11.Response(status_code=event.status_code, headers=out, reason=event.reason)
-                    pending.append(c.conn.send(resp))
-                    self.metrics.added_latency(added + time.perf_counter() - t1)
-                    started = True
-                elif isinstance(event, h11.EndOfMessage):
-                    pending.append(c.conn.send(h11.EndOfMessage()))
-                    c.writer.write(b"".join(pending))
-                    await c.writer.drain()
-                    break
-                elif isinstance(event, h11.InformationalResponse):
-                    continue
-                else:  # ConnectionClosed: Ollama went away
-                    if not started:
-                        self._bad_gateway(c, req, f"{self.cfg.upstream}: closed the connection without a response")
-                        return
-                    raise ClientGone()  # cut the response short, as the client would see it from Ollama
-        except h11.RemoteProtocolError as exc:
-            up.abort()
-            if not started:
-                self._bad_gateway(c, req, f"{self.cfg.upstream}: {exc}")
-                return
-            raise ClientGone() from None
-        except (ClientGone, OSError, asyncio.CancelledError):
-            up.abort()
-            if c.gone:
-                self.metrics.client_disconnects += 1
-                self.log(event="client_gone", target=req.target.decode("latin-1"), action="upstream_aborted",
-                         client=c.name)  # fmt: skip
-            raise
-        finally:
-            c.reader.on_eof = None
-            c.upstream = None
-        self._release(up)
