@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Install `community.docker` (the keepalive role's managed container and the sidecar heartbeat) without Galaxy.
 
-The same way awx/install_awx_collection.py takes `awx.awx`: these machines reach PyPI but not galaxy.ansible.com,
-and the `ansible` community package on PyPI bundles community.docker. This downloads that one wheel (`pip download
---no-deps`; nothing is installed into the running environment) and extracts only community.docker and its own
-declared dependency community.library_inventory_filtering_v1 into DEST, a collections path.
+These machines reach PyPI but not galaxy.ansible.com, and the `ansible` community package on PyPI bundles
+community.docker. This downloads that one wheel (`pip download --no-deps`; nothing is installed into the running
+environment) and extracts only community.docker and its own declared dependency
+community.library_inventory_filtering_v1 into DEST, a collections path. `install(dest, collections)` takes any
+collections the wheel bundles: awx/install_awx_collection.py takes `awx.awx` with it.
 
     python tools/install_community_docker.py --dest build/docker-collections
     ANSIBLE_COLLECTIONS_PATH=collections:build/docker-collections ansible-playbook playbooks/site.yml
@@ -31,24 +32,29 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ANSIBLE_PACKAGE = "12.3.0"  # the `ansible` release whose ansible-core is 2.19, as in awx/install_awx_collection.py
+ANSIBLE_PACKAGE = "12.3.0"  # the `ansible` release whose ansible-core is 2.19 (awx/install_awx_collection.py too)
 COLLECTIONS = {"community.docker": "4.8.5", "community.library_inventory_filtering_v1": "1.1.5"}
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / "build" / "docker-collections"
 
 
 def installed_version(dest: Path, fqcn: str) -> str | None:
+    """The version in DEST's MANIFEST.json of FQCN, None when it is not there."""
     manifest = dest / "ansible_collections" / Path(*fqcn.split(".")) / "MANIFEST.json"
     if not manifest.is_file():
         return None
     return json.loads(manifest.read_text())["collection_info"]["version"]
 
 
-def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
-    """Make DEST hold COLLECTIONS from the `ansible==ansible_package` wheel; return DEST. Safe in parallel."""
+def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE, collections: dict[str, str] | None = None) -> Path:
+    """Make DEST hold COLLECTIONS ({fqcn: version}; default: community.docker and its dependency) from the
+    `ansible==ansible_package` wheel; return DEST. A second run with the same pins is a no-op.
+
+    Safe to call from parallel processes (pytest-xdist workers): one installs under a lock, the others wait."""
+    collections = COLLECTIONS if collections is None else collections
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if all(installed_version(dest, c) == v for c, v in COLLECTIONS.items()):
+        if all(installed_version(dest, c) == v for c, v in collections.items()):
             return dest
         with tempfile.TemporaryDirectory(prefix="ansible-wheel-") as tmp:
             subprocess.run(
@@ -62,7 +68,7 @@ def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
             staging = Path(tmp) / "extract"
             with zipfile.ZipFile(wheels[0]) as zf:
                 names = zf.namelist()
-                for fqcn in COLLECTIONS:
+                for fqcn in collections:
                     prefix = "ansible_collections/" + fqcn.replace(".", "/") + "/"
                     members = [n for n in names if n.startswith(prefix) and not n.endswith("/")]
                     if not members:
@@ -74,7 +80,7 @@ def install(dest: Path, ansible_package: str = ANSIBLE_PACKAGE) -> Path:
                         shutil.rmtree(target)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(staging / prefix), str(target))
-    for fqcn, version in COLLECTIONS.items():
+    for fqcn, version in collections.items():
         found = installed_version(dest, fqcn)
         if found != version:
             raise SystemExit(f"ansible {ansible_package} carries {fqcn} {found}, expected {version}")
