@@ -3,7 +3,7 @@
     python bench/gateway/warm_hits_f.py            # 2 emulated hours at time scale 20 (~6 min)
     python bench/gateway/warm_hits_f.py --smoke    # 10 emulated minutes at scale 120 (~10 s), under build/
 
-Reuses bench/warm_hits (workload.py, analysis.py, run.py's Heartbeat, calibration and table) unchanged: the
+Reuses bench/warm_hits (workload.py, analysis.py, run.py's Heartbeat, calibration, replay() and table): the
 emulator runs with OLLAMA_MAX_LOADED_MODELS=1 and OLLAMA_KEEP_ALIVE=-1; `python -m gateway --model llama3.2
 --max-loaded-models 1` (the defaults: keep_alive forced to -1, unload refused, runner options rewritten to the
 pin's, eviction of the pin refused with 503) sits in front of it; the workload client talks to the gateway; the
@@ -20,7 +20,6 @@ import importlib.util
 import json
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,55 +42,21 @@ LABEL = f"(f) -1 + gateway + keepwarm `watch`, poll {wh.WATCH_POLL:g} s"
 
 def run_setup(scale: float, duration: float, seed: int, workdir: Path) -> dict:
     env = {"OLLAMA_MAX_LOADED_MODELS": "1", "OLLAMA_EMULATOR_TIME_SCALE": f"{scale:g}", "OLLAMA_KEEP_ALIVE": "-1"}
-    reqs = workload.generate(seed, duration)
     emu_log = open(workdir / "gateway-emulator.log", "wb")  # noqa: SIM115
     emu = wh.Emulator(env, log=emu_log, start_timeout=20)
     gw_log = open(workdir / "gateway-gateway.log", "wb")  # noqa: SIM115
     gw_port = free_port()
     gw = start([sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{gw_port}", "--upstream", emu.url,
                 "--model", workload.PINNED, "--max-loaded-models", "1"], gw_port, log=gw_log)  # fmt: skip
-    gw_url = f"http://127.0.0.1:{gw_port}"
     try:
-        emu_ns, mono = wh._calibrate(emu.url)
-        t0 = time.monotonic() + wh.LEAD_IN
-        t0_emulated_ns = emu_ns + int((t0 - mono) * scale * 1e9)
-        hb = wh.Heartbeat("watch", emu.url, scale, t0, workdir)  # the agent talks to Ollama directly
-        wh._sleep_until(t0)
-        records = []
-        late = 0.0
-        for r in reqs:
-            due = t0 + r.at / scale
-            late = max(late, (time.monotonic() - due) * scale)
-            wh._sleep_until(due)
-            rec = dict(r.to_dict(), send=(time.monotonic() - t0) * scale)
-            try:
-                status, _, body = wh._http(gw_url + "/api/generate", r.body())
-                rec.update(status=status, load_duration=(body or {}).get("load_duration", 0) / 1e9)
-            except urllib.error.HTTPError as exc:
-                rec.update(status=exc.code, error=exc.read().decode(errors="replace")[:200])
-            except OSError as exc:
-                rec.update(status=0, error=str(exc))
-            rec["recv"] = (time.monotonic() - t0) * scale
-            records.append(rec)
-        wh._sleep_until(t0 + duration / scale)
-        hb.stop()
-        _, _, ev = wh._http(emu.url + "/emulator/events")
+        # the workload client talks to the gateway, the agent's `watch` to Ollama directly
+        return wh.replay(SETUP, emu_url=emu.url, target_url=f"http://127.0.0.1:{gw_port}", heartbeat="watch",
+                         scale=scale, duration=duration, seed=seed, workdir=workdir)  # fmt: skip
     finally:
         stop(gw)
         gw_log.close()
         emu.stop()
         emu_log.close()
-    return {
-        "setup": SETUP,
-        "scale": scale,
-        "duration": duration,
-        "seed": seed,
-        "t0_emulated_ns": t0_emulated_ns,
-        "requests": records,
-        "events": ev["events"],
-        "max_late_emulated_s": late,
-        "heartbeat_beats": None,
-    }
 
 
 def decisions(log_path: Path) -> list:

@@ -157,42 +157,42 @@ def _sleep_until(t: float) -> None:
         time.sleep(left)
 
 
-def run_setup(setup: str, scale: float, duration: float, seed: int, workdir: Path) -> Dict[str, Any]:
-    env = {"OLLAMA_MAX_LOADED_MODELS": "1", "OLLAMA_EMULATOR_TIME_SCALE": f"{scale:g}"}
-    if setup != "defaults":
-        env["OLLAMA_KEEP_ALIVE"] = "-1"
+def replay(setup: str, *, emu_url: str, target_url: str, heartbeat: Optional[str], scale: float, duration: float,
+           seed: int, workdir: Path) -> Dict[str, Any]:  # fmt: skip
+    """One run of the seeded workload against a running emulator, as the raw record analysis.py reads.
+
+    Calibrates the emulator's clock, starts the heartbeat (`heartbeat`: "article", "once", "watch" or None) against
+    the emulator, then the workload client: each request of workload.generate(seed, duration) POSTed to
+    TARGET_URL/api/generate at its emulated time (t0 + at/scale real seconds), one after another; waits out the
+    duration and collects the emulator's events. TARGET_URL is the emulator here, keepwarm-gateway in
+    bench/gateway/warm_hits_f.py (which calls this with its own emulator and gateway).
+    """
     reqs = workload.generate(seed, duration)
-    emu_log = open(workdir / f"{setup}-emulator.log", "wb")  # noqa: SIM115 - closed after emu.stop()
-    emu = Emulator(env, log=emu_log, start_timeout=20)
-    try:
-        emu_ns, mono = _calibrate(emu.url)
-        t0 = time.monotonic() + LEAD_IN
-        t0_emulated_ns = emu_ns + int((t0 - mono) * scale * 1e9)
-        hb = None if setup in ("defaults", "env") else Heartbeat(setup, emu.url, scale, t0, workdir)
-        _sleep_until(t0)
-        records: List[Dict[str, Any]] = []
-        late = 0.0
-        for r in reqs:
-            due = t0 + r.at / scale
-            late = max(late, (time.monotonic() - due) * scale)
-            _sleep_until(due)
-            rec = dict(r.to_dict(), send=(time.monotonic() - t0) * scale)
-            try:
-                status, _, body = _http(emu.url + "/api/generate", r.body())
-                rec.update(status=status, load_duration=(body or {}).get("load_duration", 0) / 1e9)
-            except urllib.error.HTTPError as exc:
-                rec.update(status=exc.code, error=exc.read().decode(errors="replace")[:200])
-            except OSError as exc:
-                rec.update(status=0, error=str(exc))
-            rec["recv"] = (time.monotonic() - t0) * scale
-            records.append(rec)
-        _sleep_until(t0 + duration / scale)
-        if hb is not None:
-            hb.stop()
-        _, _, ev = _http(emu.url + "/emulator/events")
-    finally:
-        emu.stop()
-        emu_log.close()
+    emu_ns, mono = _calibrate(emu_url)
+    t0 = time.monotonic() + LEAD_IN
+    t0_emulated_ns = emu_ns + int((t0 - mono) * scale * 1e9)
+    hb = None if heartbeat is None else Heartbeat(heartbeat, emu_url, scale, t0, workdir)
+    _sleep_until(t0)
+    records: List[Dict[str, Any]] = []
+    late = 0.0
+    for r in reqs:
+        due = t0 + r.at / scale
+        late = max(late, (time.monotonic() - due) * scale)
+        _sleep_until(due)
+        rec = dict(r.to_dict(), send=(time.monotonic() - t0) * scale)
+        try:
+            status, _, body = _http(target_url + "/api/generate", r.body())
+            rec.update(status=status, load_duration=(body or {}).get("load_duration", 0) / 1e9)
+        except urllib.error.HTTPError as exc:
+            rec.update(status=exc.code, error=exc.read().decode(errors="replace")[:200])
+        except OSError as exc:
+            rec.update(status=0, error=str(exc))
+        rec["recv"] = (time.monotonic() - t0) * scale
+        records.append(rec)
+    _sleep_until(t0 + duration / scale)
+    if hb is not None:
+        hb.stop()
+    _, _, ev = _http(emu_url + "/emulator/events")
     return {
         "setup": setup,
         "scale": scale,
@@ -202,8 +202,23 @@ def run_setup(setup: str, scale: float, duration: float, seed: int, workdir: Pat
         "requests": records,
         "events": ev["events"],
         "max_late_emulated_s": late,
-        "heartbeat_beats": hb.beats if hb is not None and setup == "once" else None,
+        "heartbeat_beats": hb.beats if hb is not None and heartbeat == "once" else None,
     }
+
+
+def run_setup(setup: str, scale: float, duration: float, seed: int, workdir: Path) -> Dict[str, Any]:
+    env = {"OLLAMA_MAX_LOADED_MODELS": "1", "OLLAMA_EMULATOR_TIME_SCALE": f"{scale:g}"}
+    if setup != "defaults":
+        env["OLLAMA_KEEP_ALIVE"] = "-1"
+    emu_log = open(workdir / f"{setup}-emulator.log", "wb")  # noqa: SIM115 - closed after emu.stop()
+    emu = Emulator(env, log=emu_log, start_timeout=20)
+    try:
+        heartbeat = None if setup in ("defaults", "env") else setup
+        return replay(setup, emu_url=emu.url, target_url=emu.url, heartbeat=heartbeat, scale=scale,
+                      duration=duration, seed=seed, workdir=workdir)  # fmt: skip
+    finally:
+        emu.stop()
+        emu_log.close()
 
 
 # ------------------------------------------------------------------------------------------------------------
