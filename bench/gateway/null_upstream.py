@@ -1,5 +1,7 @@
 """A minimal HTTP/1.1 server that answers every request at once (fixed JSON, or 3 NDJSON chunks for `stream`),
-so a proxy's own cost can be measured without an upstream's jitter. TCP_NODELAY, keep-alive.
+so a proxy's own cost can be measured without an upstream's jitter. TCP_NODELAY, keep-alive. A streaming request
+whose prompt is "long" gets LONG_LINES NDJSON lines, each its own chunk and its own write (as Ollama flushes per
+token), as fast as the event loop goes: the streamed-throughput case.
 
     python bench/gateway/null_upstream.py PORT
 """
@@ -17,6 +19,7 @@ FIXED = (
 LINE = b'{"model":"llama3.2","response":"x","done":false}\n'
 STREAM = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
 CHUNK = b"%x\r\n%s\r\n" % (len(LINE), LINE)
+LONG_LINES = 20000
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -29,7 +32,15 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             body = await reader.readexactly(length) if length else b""
-            if b'"stream":true' in body or b'"stream": true' in body:
+            if b'"prompt": "long"' in body or b'"prompt":"long"' in body:
+                writer.write(STREAM)
+                for i in range(LONG_LINES):
+                    writer.write(CHUNK)
+                    if i % 16 == 15:
+                        await writer.drain()
+                    await asyncio.sleep(0)  # one write per line reaches the socket on its own
+                writer.write(b"0\r\n\r\n")
+            elif b'"stream":true' in body or b'"stream": true' in body:
                 writer.write(STREAM + CHUNK)
                 await writer.drain()
                 writer.write(CHUNK + CHUNK + b"0\r\n\r\n")
