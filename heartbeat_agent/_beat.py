@@ -25,12 +25,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from . import _rules
 from ._client import OllamaClient
 from ._config import Config, ModelSpec
 from ._exceptions import BadResponse, BeatError, HeartbeatError, ServerUnreachable
 from ._expiry import FOREVER, STOPPING, TIMED, Expiry, classify
 from ._rules import names as rule_names
-from ._rules import runner as rule_runner
 from ._state import State
 
 __all__ = ["BeatResult", "Keeper", "ModelResult", "is_pinned", "run_beat"]
@@ -334,7 +334,7 @@ class Keeper:
                 # A client request with other runner options reloads the model (sched.go needsReload) and the new
                 # runner takes that client's keep_alive: seen here as a changed context_length.
                 reason = "reloaded" if prev_ctx is not None and ctx is not None and ctx != prev_ctx else "expiring"
-                plan = rule_runner.repin_plan(entry, dict(spec.options))
+                plan = _rules.runner.repin_plan(entry, dict(spec.options))  # loaded on the first re-pin
                 before = {"expires_at": entry.get("expires_at"), "ps": names_now, "expiry": exp, "entry": entry}
                 r.action, r.reason = "repin", reason
                 self._posted = True

@@ -19,11 +19,10 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from . import _configfile
+from . import _configfile, _rules
 from ._exceptions import ConfigError
 from ._rules import duration as rule_duration
 from ._rules import names as rule_names
-from ._rules import runner as rule_runner
 from ._rules import urls as rule_urls
 
 __all__ = [
@@ -164,7 +163,9 @@ def _model(item: object, index: int) -> ModelSpec:
     """A model entry, by the format the gateway shares (_configfile; options after the rulebook's _runner table)."""
     field, item = _configfile.model_entry(item, index, MODEL_KEYS, ConfigError)
     name = item["name"]
-    options = _configfile.check_options(field, item.get("options"), rule_runner, ConfigError)
+    options = item.get("options")
+    # the rulebook's _runner (the option table) is loaded only when there are options to check (_rules loads lazily)
+    options = _configfile.check_options(field, options, _rules.runner if options else None, ConfigError)
     try:
         key = normalize_name(name)
     except rule_names.ModelNameError as exc:  # e.g. a bad @sha256: digest (never dropped silently)

@@ -67,8 +67,9 @@ def model_entry(item: object, index: int, keys: Sequence[str], error: ErrorClass
 def check_options(field: str, options: object, runner: Any, error: ErrorClass) -> Dict[str, Any]:
     """The entry's `options` (None or absent: {}), each a known Ollama option of the right JSON type.
 
-    `runner` is the rulebook's `_runner` (OPTION_TYPES, option_type_ok), as loaded by the caller's `_rules`. An
-    unknown name (a typo like `nmu_batch` that Ollama would ignore silently) gets a close match as a hint.
+    `runner` is the rulebook's `_runner` (OPTION_TYPES, option_type_ok), as loaded by the caller's `_rules`; it is
+    not used (may be None) when `options` is empty or not an object. An unknown name (a typo like `nmu_batch` that
+    Ollama would ignore silently) gets a close match as a hint.
     """
     if options is None:
         return {}
