@@ -100,6 +100,7 @@ class _Client(asyncio.Protocol):
         self.reading = True  # parsing the client's request (head, then body); False while it is served
         self.waiting = True  # between requests: the idle timeout runs
         self.unread = 0
+        self.head_bytes = 0  # bytes received since this request began, while its head is incomplete
         self.pauses: set = set()  # why the client socket is not read now
         self.task: Optional[asyncio.Future] = None
         self._reset()
@@ -153,6 +154,8 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
+        if self.req is None:
+            self.head_bytes += len(data)
         if self.waiting:
             self.waiting = False
             self._arm(self.cfg.header_timeout)  # the request has started: the header timeout runs from here
@@ -260,6 +263,10 @@ class _Client(asyncio.Protocol):
     def _on_request(self, req: h11.Request) -> None:
         gw = self.gw
         self.req = req
+        if self.head_bytes > self.cfg.max_header_bytes:  # h11 limits incomplete heads only: a whole one can be big
+            size = self.head_bytes - len(self.conn.trailing_data[0])
+            if size > self.cfg.max_header_bytes:
+                raise h11.RemoteProtocolError("request head larger than max_header_bytes", error_status_hint=431)
         self.path = path = route_path(req.target)
         self.route = route = path if path in KNOWN_ROUTES else "other"
         method = req.method
@@ -284,6 +291,8 @@ class _Client(asyncio.Protocol):
             elif name == b"origin":
                 origin = True
             fwd.append((raw, name, value))
+        if self.chunked and length is not None:  # RFC 9112 §6.3: a smuggling attempt; h11 would take the chunks
+            raise h11.RemoteProtocolError("Transfer-Encoding and Content-Length both present", error_status_hint=400)
         self.keep_alive = not self.http10 and b"close" not in self.tokens
         if gw.loopback:
             text = host.decode("latin-1")
@@ -529,6 +538,7 @@ class _Client(asyncio.Protocol):
         self._reset()
         self.reading = True
         self.unread = 0
+        self.head_bytes = len(data)
         self._resume("unread")
         if data:
             self.conn.receive_data(data)
