@@ -58,7 +58,7 @@ GATEWAY_DEFAULTS: Dict[str, Any] = {
     "queue_timeout": 120.0,
     "unpinned": {},
 }
-UNPINNED_KEYS = frozenset({"keep_alive_min", "keep_alive_max"})
+UNPINNED_KEYS = ("keep_alive_min", "keep_alive_max")
 
 
 class ConfigError(ValueError):
@@ -206,15 +206,11 @@ def read_token(path: str) -> str:
 
 def build_config(raw: Dict[str, Any]) -> GatewayConfig:
     """Validate a merged configuration mapping (file, then flags) into a GatewayConfig."""
-    unknown = sorted(set(raw) - TOP_KEYS)
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
+    configfile.check_keys(raw, sorted(TOP_KEYS), ConfigError)
     gw_raw = raw.get("gateway") or {}
     if not isinstance(gw_raw, dict):
         raise ConfigError("gateway", f"must be an object, got {gw_raw!r}")
-    unknown = sorted(set(gw_raw) - set(GATEWAY_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"gateway.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(GATEWAY_DEFAULTS))})")
+    configfile.check_keys(gw_raw, sorted(GATEWAY_DEFAULTS), ConfigError, "gateway.")
     gw = dict(GATEWAY_DEFAULTS)
     gw.update(gw_raw)
     listen_host, listen_port = parse_hostport(gw["listen"], "gateway.listen")
@@ -228,20 +224,14 @@ def build_config(raw: Dict[str, Any]) -> GatewayConfig:
     unpinned = gw["unpinned"] or {}
     if not isinstance(unpinned, dict):
         raise ConfigError("gateway.unpinned", f"must be an object, got {unpinned!r}")
-    bad = sorted(set(unpinned) - UNPINNED_KEYS)
-    if bad:
-        raise ConfigError(f"gateway.unpinned.{bad[0]}", "unknown key (allowed: keep_alive_min, keep_alive_max)")
+    configfile.check_keys(unpinned, UNPINNED_KEYS, ConfigError, "gateway.unpinned.")
     ka_min = _keep_alive_bound(unpinned.get("keep_alive_min"), "gateway.unpinned.keep_alive_min")
     ka_max = _keep_alive_bound(unpinned.get("keep_alive_max"), "gateway.unpinned.keep_alive_max")
     if ka_min is not None and ka_max is not None and ka_min > ka_max:
         raise ConfigError("gateway.unpinned", "keep_alive_min is longer than keep_alive_max")
     if ka_min == 0:
         raise ConfigError("gateway.unpinned.keep_alive_min", "0 is no floor; remove it")
-    models_raw = raw.get("models", [])
-    if not isinstance(models_raw, list):
-        raise ConfigError("models", f"must be a list, got {models_raw!r}")
-    models = [_model(item, i) for i, item in enumerate(models_raw)]
-    configfile.check_unique(models, ConfigError)
+    models = configfile.model_list(raw.get("models", []), _model, ConfigError)
     return GatewayConfig(
         listen_host=listen_host,
         listen_port=listen_port,

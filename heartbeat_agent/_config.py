@@ -202,9 +202,7 @@ def check_url(url: object) -> None:
 
 def build_config(raw: Dict[str, Any]) -> Config:
     """Validate a merged configuration mapping (file values, then flags) into a Config."""
-    unknown = sorted(set(raw) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown key (allowed: {', '.join(sorted(KNOWN_KEYS))})")
+    _configfile.check_keys(raw, sorted(KNOWN_KEYS), ConfigError)
     merged = dict(DEFAULTS)
     merged.update(raw)
     url = merged["url"]
@@ -224,13 +222,9 @@ def build_config(raw: Dict[str, Any]) -> Config:
     metrics_path = merged["metrics_path"]
     if metrics_path is not None and (not isinstance(metrics_path, str) or not metrics_path):
         raise ConfigError("metrics_path", f"must be null or a file path, got {metrics_path!r}")
-    models_raw = merged["models"]
-    if not isinstance(models_raw, list):
-        raise ConfigError("models", f"must be a list, got {models_raw!r}")
-    if not models_raw:
+    if merged["models"] == []:
         raise ConfigError("models", "at least one model is required (config file 'models' or --model)")
-    models = [_model(item, i) for i, item in enumerate(models_raw)]
-    _configfile.check_unique(models, ConfigError)
+    models = _configfile.model_list(merged["models"], _model, ConfigError)
     headers, validate_certs, ca_path, use_proxy = _connection(merged)
     return Config(
         url=url.rstrip("/"),

@@ -3,7 +3,8 @@
 One JSON object; its `models` list holds model names or objects `{"name": ..., "options": {...}}` (the gateway adds
 `policy`). This file holds what both read the same way: the file itself (`read_config_file`), a model entry's name
 and options (`model_entry`, `check_options`; the option names and types are the rulebook's, `_runner.OPTION_TYPES`
-after api/types.go `Options`) and duplicate names (`check_unique`). Each caller validates its own other keys.
+after api/types.go `Options`), the list and its duplicate names (`model_list`, `check_unique`) and unknown keys
+(`check_keys`). Each caller validates its own other keys.
 
 Standard library only, no imports of either package: the agent imports it as `heartbeat_agent._configfile`; the
 gateway loads this same file through `gateway/_rules.py` (by path from a checkout; its zipapp and wheel carry a
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Dict, Iterable, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple
 
-__all__ = ["MODEL_NAME", "check_options", "check_unique", "model_entry", "read_config_file"]
+__all__ = ["MODEL_NAME", "check_keys", "check_options", "check_unique", "model_entry", "model_list", "read_config_file"]
 
 ErrorClass = Callable[[str, str], Exception]
 
@@ -42,6 +43,13 @@ def read_config_file(path: str, error: ErrorClass) -> Dict[str, Any]:
     return data
 
 
+def check_keys(mapping: Dict[str, Any], allowed: Sequence[str], error: ErrorClass, where: str = "") -> None:
+    """Refuse a key of `mapping` not in `allowed` (shown in that order): `<where><key>: unknown key (allowed: ...)`."""
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise error(f"{where}{unknown[0]}", f"unknown key (allowed: {', '.join(allowed)})")
+
+
 def _quoted(keys: Sequence[str]) -> str:
     quoted = [repr(k) for k in keys]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
@@ -55,9 +63,7 @@ def model_entry(item: object, index: int, keys: Sequence[str], error: ErrorClass
         item = {"name": item}
     if not isinstance(item, dict):
         raise error(field, f"must be a model name or an object with {_quoted(keys)}, got {item!r}")
-    unknown = sorted(set(item) - set(keys))
-    if unknown:
-        raise error(f"{field}.{unknown[0]}", f"unknown key (allowed: {', '.join(keys)})")
+    check_keys(item, keys, error, f"{field}.")
     name = item.get("name")
     if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise error(f"{field}.name", f"must be a model name like 'llama3.2' or 'qwen2.5:7b', got {name!r}")
@@ -89,6 +95,16 @@ def check_options(field: str, options: object, runner: Any, error: ErrorClass) -
     if "num_ctx" in options and options["num_ctx"] < 1:
         raise error(f"{field}.options.num_ctx", f"must be positive, got {options['num_ctx']!r}")
     return dict(options)
+
+
+def model_list(models: object, parse: Callable[[object, int], Any], error: ErrorClass) -> List[Any]:
+    """The `models` list, each entry through `parse(item, index)` (the caller's, built on model_entry), no two with
+    the same `.key` (check_unique)."""
+    if not isinstance(models, list):
+        raise error("models", f"must be a list, got {models!r}")
+    parsed = [parse(item, i) for i, item in enumerate(models)]
+    check_unique(parsed, error)
+    return parsed
 
 
 def check_unique(models: Iterable[Any], error: ErrorClass) -> None:

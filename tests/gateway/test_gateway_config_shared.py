@@ -79,3 +79,23 @@ def test_a_good_entry_gives_the_same_options():
     gateway = gateway_build({"models": [json.loads(json.dumps(item))]}).models[0]
     assert agent.options == gateway.options == item["options"]
     assert gateway.reload_options == {"num_ctx": 8192, "use_mmap": False}
+
+
+@pytest.mark.parametrize(
+    "raw, field, message",
+    [
+        ({"models": {"llama3.2": {}}}, "models", "must be a list, got {'llama3.2': {}}"),
+        ({"models": ["a"], "surprise": 1}, "surprise", "unknown key (allowed: ca_path, "),
+    ],
+)
+def test_list_and_unknown_keys_refused_alike(raw, field, message):
+    for build, error in ((agent_build, AgentConfigError), (gateway_build, GatewayConfigError)):
+        with pytest.raises(error) as exc:
+            build(raw)
+        assert exc.value.field == field and message in str(exc.value), str(exc.value)
+
+
+def test_gateway_section_keys_in_order():
+    with pytest.raises(GatewayConfigError, match=r"allowed: keep_alive_min, keep_alive_max\)") as exc:
+        gateway_build({"gateway": {"unpinned": {"keep_alive_mid": "1m"}}})
+    assert exc.value.field == "gateway.unpinned.keep_alive_mid"
