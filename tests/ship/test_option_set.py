@@ -46,12 +46,13 @@ def test_option_set_is_documented_and_checked():
         ("http://127.1.2.3:11434", True, False),
         ("http://localhost:11434", True, False),
         ("http://[::1]:11434", True, False),
+        ("http://ollama.localhost:11434", True, False),  # the rulebook's answer (_urls.proxy_for)
         ("https://ollama.example.org", True, True),
         ("https://ollama.example.org", False, False),
     ],
 )
 def test_uri_wait_never_proxies_loopback(url, use_proxy, expected, tmp_path):
-    """The role's own expression (vars/main.yml), evaluated by Ansible."""
+    """The role's own expression (vars/main.yml, the filter keepwarm.ollama.may_use_proxy), evaluated by Ansible."""
     playbook = tmp_path / "p.yml"
     playbook.write_text(
         textwrap.dedent(
@@ -73,7 +74,8 @@ def test_uri_wait_never_proxies_loopback(url, use_proxy, expected, tmp_path):
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}", ANSIBLE_CONFIG=str(tmp_path / "none.cfg"))
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}", ANSIBLE_CONFIG=str(tmp_path / "none.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))  # fmt: skip
     run(
         [tool("ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}"]
         + [str(playbook)],
