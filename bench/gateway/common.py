@@ -71,7 +71,7 @@ def load(port: int, request: bytes, concurrency: int, total: int, *, ttfb: bool 
 
 
 def load_many(ports: list, request: bytes, concurrency: int, total: int, *, ttfb: bool = False, gaps: bool = False,
-              interval: float = 0.0, blocks: int = 1) -> dict:  # fmt: skip
+              interval: float = 0.0, blocks: int = 1, stamps: bool = False) -> dict:  # fmt: skip
     """{port: result}: TOTAL requests per target, the targets interleaved in BLOCKS alternating blocks."""
     with tempfile.NamedTemporaryFile(suffix=".http", delete=False) as fh:
         fh.write(request)
@@ -83,6 +83,8 @@ def load_many(ports: list, request: bytes, concurrency: int, total: int, *, ttfb
             cmd.append("--ttfb")
         if gaps:
             cmd.append("--gaps")
+        if stamps:
+            cmd.append("--stamps")
         if interval:
             cmd += ["--interval", str(interval)]
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=900).stdout

@@ -1,7 +1,7 @@
 """HTTP/1.1 load generator: C clients per target, each on its own kept-alive connection, targets interleaved in blocks.
 
     python bench/gateway/loadgen.py HOST:PORT[,HOST:PORT...] REQUEST_FILE CONCURRENCY TOTAL
-        [--ttfb] [--gaps] [--interval S] [--blocks B]
+        [--ttfb] [--gaps] [--stamps] [--interval S] [--blocks B]
 
 TOTAL requests per target, run in B blocks (default 1) of TOTAL/B: block 1 runs on the first target, then the
 second, ..., then block 2 with the order rotated by one, and so on, so a slow spell of the shared machine hits every
@@ -9,7 +9,10 @@ target alike. Connections are opened once per target and kept for all blocks.
 
 Prints one JSON object per target, keyed "HOST:PORT": latencies in seconds (the full response, or with --ttfb the
 time to the first body line: the first NDJSON line or SSE event), with --gaps the time between consecutive chunks of
-each streamed response, bytes and chunks received, errors, and wall (the sum of the target's blocks). With
+each streamed response, with --stamps the delivery delay of every line (the moment the client has it minus the
+`created_at` the emulator stamped it with just before writing it: at time scale 1 that is its wall clock, the same
+as this process's), of the first line of each response apart, bytes, lines and chunks received, errors, and wall (the
+sum of the target's blocks). With
 --interval each client starts a request every S seconds (or at once when the previous one ended late): a paced load
 of CONCURRENCY/S requests per second instead of a closed loop. Raw sockets and a minimal parser, so the client costs
 as little as possible and the same for every target.
@@ -18,10 +21,26 @@ as little as possible and the same for every target.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import socket
 import sys
 import time
+
+_SECONDS: dict = {}
+
+
+def created_at_ns(data: bytes) -> int | None:
+    """The emulator's `created_at` (RFC 3339 with nanoseconds, UTC at time scale 1: its wall clock) in Unix ns."""
+    i = data.rfind(b'"created_at":"')
+    if i < 0:
+        return None
+    text = data[i + 14 : data.index(b'"', i + 14)].decode()
+    head, frac = text[:19], text[19:].rstrip("Z")
+    sec = _SECONDS.get(head)
+    if sec is None:
+        sec = _SECONDS[head] = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    return sec * 1_000_000_000 + (int(frac[1:].ljust(9, "0")) if frac.startswith(".") else 0)
 
 
 class Stats:
@@ -33,13 +52,17 @@ class Stats:
         self.bytes = 0
         self.chunks = 0
         self.lines = 0
+        self.delays: list = []
+        self.first_delays: list = []
 
     def as_dict(self) -> dict:
         return {"latencies": self.latencies, "gaps": self.gaps, "errors": self.errors, "wall": self.wall,
-                "bytes": self.bytes, "chunks": self.chunks, "lines": self.lines}  # fmt: skip
+                "bytes": self.bytes, "chunks": self.chunks, "lines": self.lines, "delays": self.delays,
+                "first_delays": self.first_delays}  # fmt: skip
 
 
-async def _read_response(reader: asyncio.StreamReader, t0: float, ttfb: bool, stats: Stats, gaps: bool) -> float:
+async def _read_response(reader: asyncio.StreamReader, t0: float, stats: Stats, *, ttfb: bool, gaps: bool,
+                         stamps: bool = False) -> float:  # fmt: skip
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
@@ -65,14 +88,26 @@ async def _read_response(reader: asyncio.StreamReader, t0: float, ttfb: bool, st
             stats.bytes += size
             stats.chunks += 1
             stats.lines += data.count(b"\n", 0, size)
+            if stamps:  # delivery delay of each line: now minus the time the emulator stamped it with
+                wall = time.time_ns()
+                for line in data[:size].splitlines():
+                    made = created_at_ns(line)
+                    if made is not None:
+                        stats.delays.append((wall - made) / 1e9)
+                        if first is None:
+                            stats.first_delays.append((wall - made) / 1e9)
             if first is None and b"\n" in data[:-2]:
                 first = now
             if gaps and last is not None:
                 stats.gaps.append(now - last)
             last = now
     elif length:
-        await reader.readexactly(length)
+        data = await reader.readexactly(length)
         stats.bytes += length
+        if stamps:
+            made = created_at_ns(data)
+            if made is not None:
+                stats.delays.append((time.time_ns() - made) / 1e9)
     end = time.perf_counter()
     if status >= 400:
         raise RuntimeError(f"HTTP {status}")
@@ -86,7 +121,7 @@ async def _connect(host: str, port: int) -> tuple:
 
 
 async def _block(conns: list, target: tuple, request: bytes, total: int, stats: Stats, *, ttfb: bool, gaps: bool,
-                 interval: float) -> None:  # fmt: skip
+                 interval: float, stamps: bool) -> None:  # fmt: skip
     host, port = target
     remaining = total
     concurrency = len(conns)
@@ -105,7 +140,7 @@ async def _block(conns: list, target: tuple, request: bytes, total: int, stats: 
             t0 = time.perf_counter()
             writer.write(request)
             try:
-                stats.latencies.append(await _read_response(reader, t0, ttfb, stats, gaps))
+                stats.latencies.append(await _read_response(reader, t0, stats, ttfb=ttfb, gaps=gaps, stamps=stamps))
             except (RuntimeError, asyncio.IncompleteReadError, ConnectionError, ValueError):
                 stats.errors += 1
                 writer.close()
@@ -118,7 +153,7 @@ async def _block(conns: list, target: tuple, request: bytes, total: int, stats: 
 
 
 async def run(targets: list, request: bytes, concurrency: int, total: int, *, ttfb: bool = False,
-              gaps: bool = False, interval: float = 0.0, blocks: int = 1) -> dict:  # fmt: skip
+              gaps: bool = False, interval: float = 0.0, blocks: int = 1, stamps: bool = False) -> dict:  # fmt: skip
     """{"host:port": stats} for TOTAL requests per target, in BLOCKS interleaved blocks."""
     conns = {t: [await _connect(*t) for _ in range(concurrency)] for t in targets}
     stats = {t: Stats() for t in targets}
@@ -126,7 +161,8 @@ async def run(targets: list, request: bytes, concurrency: int, total: int, *, tt
     for b in range(blocks):
         order = targets[b % len(targets) :] + targets[: b % len(targets)]
         for t in order:
-            await _block(conns[t], t, request, per_block[b], stats[t], ttfb=ttfb, gaps=gaps, interval=interval)
+            await _block(conns[t], t, request, per_block[b], stats[t], ttfb=ttfb, gaps=gaps, interval=interval,
+                         stamps=stamps)  # fmt: skip
     for pairs in conns.values():
         for _reader, writer in pairs:
             writer.close()
@@ -147,7 +183,7 @@ def main() -> int:
 
     result = asyncio.run(
         run(targets, request, int(concurrency), int(total), ttfb="--ttfb" in sys.argv, gaps="--gaps" in sys.argv,
-            interval=float(opt("--interval", "0")), blocks=int(opt("--blocks", "1")))
+            interval=float(opt("--interval", "0")), blocks=int(opt("--blocks", "1")), stamps="--stamps" in sys.argv)
     )  # fmt: skip
     json.dump(result, sys.stdout)
     return 0

@@ -181,7 +181,7 @@ class Targets:
             stop(p)
 
     def run(self, request: bytes, conc: int, total: int, *, blocks: int, ttfb: bool = False, gaps: bool = False,
-            interval: float = 0.0, warmup: int = 0) -> dict:  # fmt: skip
+            interval: float = 0.0, warmup: int = 0, stamps: bool = False) -> dict:  # fmt: skip
         """{name: (loadgen result, CPU ms per request, gateway's own ms per request or None)}, targets interleaved."""
         ports = list(self.ports.values())
         if warmup:
@@ -189,7 +189,8 @@ class Targets:
         gw_port = self.ports["gateway"]
         before_m = metrics(gw_port)
         before_cpu = {n: cpu_seconds(p) for n, p in self.pids.items()}
-        runs = load_many(ports, request, conc, total, ttfb=ttfb, gaps=gaps, interval=interval, blocks=blocks)
+        runs = load_many(ports, request, conc, total, ttfb=ttfb, gaps=gaps, interval=interval, blocks=blocks,
+                         stamps=stamps)  # fmt: skip
         after_cpu = {n: cpu_seconds(p) for n, p in self.pids.items()}
         after_m = metrics(gw_port)
         out = {}
@@ -297,8 +298,10 @@ def measure(upstream: str, clients: tuple, totals: dict, tmp: Path, nginx: str |
 
 
 def measure_realistic(clients: tuple, totals: dict, tmp: Path, nginx: str | None, *, blocks: int) -> list:
-    """The emulator at real time (100 tokens/s, 26 tokens a response): C clients streaming (TTFB, gap between
-    tokens) and non-streaming, each target in alternating blocks."""
+    """The emulator at real time (100 tokens/s, 26 tokens a response): C clients streaming and non-streaming, each
+    target in alternating blocks. Besides the client's own TTFB, every line's delivery delay (the client's clock when
+    it has the line minus the emulator's `created_at` on it, stamped just before the write): the proxy's share
+    without the emulator's generation jitter, which is the same for every target and cancels out."""
     emu, up_port = emulator("1", {"OLLAMA_NUM_PARALLEL": "64"})
     rows = []
     targets = None
@@ -309,13 +312,14 @@ def measure_realistic(clients: tuple, totals: dict, tmp: Path, nginx: str | None
         whole = request_bytes("POST", "/api/generate", {**BODY, "stream": False})
         for conc in clients:
             for case, req, ttfb in (("streaming", stream, True), ("non-streaming", whole, False)):
-                res = targets.run(req, conc, totals[conc], blocks=blocks, ttfb=ttfb, gaps=ttfb, warmup=conc)
+                res = targets.run(req, conc, totals[conc], blocks=blocks, ttfb=ttfb, stamps=True, warmup=conc)
                 for name, (run, cpu, own) in res.items():
                     base = {"upstream": "emulator, real time", "case": case, "clients": conc, "target": name}
                     row = _row(base, run, cpu, own)
+                    row.update(summary(run, "delays", "line_"))
+                    row["lines"] = len(run["delays"])
                     if ttfb:
-                        row.update(summary(run, "gaps", "gap_"))
-                        row["gaps"] = len(run["gaps"])
+                        row.update(summary(run, "first_delays", "first_"))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     finally:
@@ -461,17 +465,30 @@ def render_md(result: dict) -> str:
         "than 1 ms above nginx's. Method: bench/gateway/README.md.",
         "",
     ]
-    gap = (("gap p50 / p99 ms (added p99)", lambda r, d: f"{r['gap_p50_ms']:.2f} / {r['gap_p99_ms']:.2f} "
-            f"({r['gap_p99_ms'] - d['gap_p99_ms']:+.2f})" if "gap_p50_ms" in r else "-"),)  # fmt: skip
     real = result["realistic"]
-    lines += _added_table([r for r in real if r["case"] == "streaming"],
-                          "## 1. At an LLM's pace: emulator at real time, 100 tokens/s, streaming (time to first "
-                          "byte; gap between tokens)", "p50_ms", "p99_ms", gap)  # fmt: skip
+
+    def every_line(r: dict, d: dict) -> str:
+        return f"{r['line_p50_ms']:.3f} / {r['line_p99_ms']:.3f} ({r['line_p99_ms'] - d['line_p99_ms']:+.3f})"
+
+    def ttfb(r: dict, d: dict) -> str:
+        return f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
+
+    lines += _added_table(
+        [r for r in real if r["case"] == "streaming"],
+        "## 1. At an LLM's pace: emulator at real time, 100 tokens/s, streaming\n\np50/p99 = "
+        "delivery delay of each response's first line (time to first byte without the emulator's "
+        "generation jitter); then every line's delivery delay, and the TTFB the client saw",
+        "first_p50_ms",
+        "first_p99_ms",
+        (("every line p50 / p99 ms (added p99)", every_line), ("TTFB p50 / p99 ms", ttfb)),
+    )
     lines += _added_table(
         [r for r in real if r["case"] == "non-streaming"],
-        "## 1b. At an LLM's pace: non-streaming (whole response, ~0.27 s)",
-        "p50_ms",
-        "p99_ms",
+        "## 1b. At an LLM's pace: non-streaming\n\np50/p99 = delivery delay of the whole response "
+        "(its last byte, against the emulator's stamp on it); then the full latency the client saw",
+        "line_p50_ms",
+        "line_p99_ms",
+        (("latency p50 / p99 ms", ttfb),),
     )
     rows = result["rows"]
     lines += _added_table(
@@ -516,23 +533,24 @@ def chart(result: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    real = result["realistic"]
     panels = [
-        ("streaming TTFB at 100 tokens/s", [r for r in result["realistic"] if r["case"] == "streaming"]),
-        ("non-streaming at 100 tokens/s", [r for r in result["realistic"] if r["case"] == "non-streaming"]),
-        ("paced, null upstream", [r for r in result["rows"] if r["case"].startswith("non-streaming, paced")]),
-        ("closed loop, null upstream", [r for r in result["rows"] if r["case"] == "non-streaming"]),
+        ("first token delivery, 100 tokens/s", "first_", [r for r in real if r["case"] == "streaming"]),
+        ("every token delivery, 100 tokens/s", "line_", [r for r in real if r["case"] == "streaming"]),
+        ("non-streaming delivery, 100 tokens/s", "line_", [r for r in real if r["case"] == "non-streaming"]),
+        ("paced 200 req/s, null upstream", "", [r for r in result["rows"] if r["case"].startswith("non-streaming, p")]),
+        ("closed loop, null upstream", "", [r for r in result["rows"] if r["case"] == "non-streaming"]),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (title, sub) in zip(axes.flat, panels):
+    for ax, (title, key, sub) in zip(axes.flat, panels):
         direct = {r["clients"]: r for r in sub if r["target"] == "direct"}
         targets = [t for t in dict.fromkeys(r["target"] for r in sub) if t != "direct"]
         conc = list(direct)
         width = 0.8 / max(len(targets), 1)
         for i, t in enumerate(targets):
-            a50 = [next(r["p50_ms"] for r in sub if r["clients"] == c and r["target"] == t) - direct[c]["p50_ms"]
-                   for c in conc]  # fmt: skip
-            a99 = [next(r["p99_ms"] for r in sub if r["clients"] == c and r["target"] == t) - direct[c]["p99_ms"]
-                   for c in conc]  # fmt: skip
+            p50, p99 = key + "p50_ms", key + "p99_ms"
+            a50 = [next(r[p50] for r in sub if r["clients"] == c and r["target"] == t) - direct[c][p50] for c in conc]
+            a99 = [next(r[p99] for r in sub if r["clients"] == c and r["target"] == t) - direct[c][p99] for c in conc]
             xs = [j + i * width for j in range(len(conc))]
             ax.bar(xs, a99, width, alpha=0.35, color=f"C{i}")
             ax.bar(xs, a50, width, label=t, color=f"C{i}")
