@@ -290,6 +290,7 @@ class Pool:
             if up.alive and not up.transport.is_closing():
                 up.reused = True
                 up.keep = True
+                up.transport.resume_reading()  # paused for a slow client whose response then ended: read again
                 return up
         return None
 

@@ -353,3 +353,41 @@ def test_pipelined_requests_behind_a_stream_are_answered_in_order(scripted, gate
     first, second, third = data.split(b"HTTP/1.1 200 OK")[1:]
     assert dechunk(first.partition(b"\r\n\r\n")[2]) == LINE * 3
     assert second.endswith(b"two") and third.endswith(b"three") and not closed
+
+
+def test_slow_client_is_fed_as_it_reads_and_the_connection_is_reused(scripted, gateway_factory):
+    """8 MiB from Ollama to a client that reads slowly: the gateway stops reading Ollama while the client's socket
+    is full (its RSS does not grow by the body), and the upstream connection serves the next request afterwards."""
+    size = 8 << 20
+    piece = b"x" * 65536
+
+    def handler(conn: _Conn, _index: int) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size, *[piece] * (size // len(piece)))
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    up = scripted(handler)
+    gw = gateway_factory(up.url)
+
+    def rss_kib() -> int:
+        with open(f"/proc/{gw.proc.pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+    before = rss_kib()
+    peak = before
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(GET)
+        got = 0
+        while got < size:
+            got += len(s.recv(65536))
+            if got % (1 << 20) < 65536:
+                time.sleep(0.05)
+                peak = max(peak, rss_kib())
+        s.sendall(GET)
+        data = b""
+        while not data.endswith(b"ok"):
+            data += s.recv(65536)
+    assert peak - before < 4096, (before, peak)  # KiB: well under the 8 MiB body
+    assert [i for i, _ in up.requests] == [0, 0]
