@@ -41,7 +41,7 @@ __all__ = ["Gateway", "UpstreamError", "route_path"]
 
 TAGS_TTL = 10.0
 ALIAS_REFRESH = 30.0
-MAX_UNREAD = 256 * 1024  # bytes a client may send ahead (pipelining) while its request is served: then stop reading
+MAX_UNREAD = 64 * 1024  # bytes a client may send ahead (pipelining) while its request is served: then stop reading
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Expect (the gateway answers 100-continue itself) and Host (rewritten).
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"proxy-authenticate",
@@ -443,6 +443,8 @@ class _Client(asyncio.Protocol):
         self.up = up
         if self.pipe and not self.complete:
             self.reading = True
+            self.unread = 0
+            self._resume("unread")
             self._pump()
         else:
             self._flush()

@@ -2,8 +2,9 @@
 
     python bench/gateway/stacks.py [--total N]
 
-Candidates (pure Python, run on 3.9+, fit in a zipapp): the gateway as built (asyncio streams + h11, policy code
-on), and a stdlib-only threaded proxy (http.server.ThreadingHTTPServer + http.client, bench/gateway/stdlib_proxy.py).
+Candidates (pure Python, run on 3.9+, fit in a zipapp): the gateway as built (asyncio Protocols, h11 for client
+requests, a lean reader for Ollama's answers; policy code on), and a stdlib-only threaded proxy
+(http.server.ThreadingHTTPServer + http.client, bench/gateway/stdlib_proxy.py).
 Upstream: bench/gateway/null_upstream.py (answers at once). Interleaved: each row runs direct, then each candidate.
 Writes bench/results/gateway.stacks.json and prints a markdown table.
 """
@@ -32,7 +33,7 @@ def main() -> int:
                "--model", "llama3.2,num_ctx=8192"], gw)
     )  # fmt: skip
     procs.append(start([PY, str(HERE / "stdlib_proxy.py"), str(sp), str(up)], sp))
-    targets = {"direct": up, "asyncio+h11 (gateway)": gw, "stdlib threads": sp}
+    targets = {"direct": up, "gateway (asyncio Protocols)": gw, "stdlib threads": sp}
     cases = {
         "GET /api/version": (request_bytes("GET", "/api/version"), False),
         "POST /api/generate": (request_bytes("POST", "/api/generate", {"model": "llama3.2", "prompt": "hi",

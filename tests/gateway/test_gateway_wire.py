@@ -391,3 +391,23 @@ def test_slow_client_is_fed_as_it_reads_and_the_connection_is_reused(scripted, g
             data += s.recv(65536)
     assert peak - before < 4096, (before, peak)  # KiB: well under the 8 MiB body
     assert [i for i, _ in up.requests] == [0, 0]
+
+
+def test_large_upload_on_a_fresh_upstream_connection_streams_through(scripted, gateway_factory):
+    """A 4 MiB blob upload (non-policy route) as the first request: its body arrives while the gateway is still
+    connecting to Ollama, and all of it reaches Ollama."""
+    size = 4 << 20
+    got = []
+
+    def handler(conn: _Conn, _index: int) -> None:
+        request = conn.read_request()
+        got.append(len(request.partition(b"\r\n\r\n")[2]))
+        conn.send(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+
+    up = scripted(handler)
+    gw = gateway_factory(up.url)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=20) as s:
+        head = b"POST /api/blobs/sha256:00 HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % size
+        s.sendall(head + b"b" * size)
+        assert s.recv(65536).startswith(b"HTTP/1.1 201 Created\r\n")
+    assert got == [size]
