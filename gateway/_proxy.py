@@ -541,7 +541,10 @@ class _Client(asyncio.Protocol):
         self.reading = True
         self.unread = 0
         self.head_bytes = len(data)
-        self._resume("unread")
+        if self.pauses:  # whatever paused the client socket belonged to the request that is over
+            self.pauses.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
         if data:
             self.conn.receive_data(data)
             self.waiting = False
