@@ -74,6 +74,13 @@ def skip(name):
     return any(s in name for s in SKIP)
 
 with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+    # Parent directories as entries of their own, 0755 like any image's: `docker import` would otherwise create
+    # them 0700, and a container running as another user than root could not reach /usr/bin/python3.
+    parents = sorted({"/".join(p.split("/")[:i]) for p in PATHS + ["var/tmp"] for i in range(1, p.count("/") + 1)})
+    for d in parents:
+        info = tarfile.TarInfo(d)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
     for top in PATHS:
         if not os.path.lexists("/" + top):
             continue

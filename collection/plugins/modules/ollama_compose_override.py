@@ -71,6 +71,20 @@ options:
         O(max_loaded_models).
     type: dict
     default: {}
+  ports:
+    description:
+      - Ports published for the service in addition to the project's own, in compose's short syntax
+        (C(127.0.0.1:11435:11435)).
+      - Compose 1.29 merges C(ports) from an override file by container port, published port, address and
+        protocol, so an override can only add entries; it can neither remove nor move one the project publishes.
+      - Used by the role C(keepwarm.ollama.gateway), which moves Ollama inside its container to another port
+        (C(OLLAMA_HOST) in O(environment)), publishes that on the host's loopback only, and puts keepwarm-gateway on
+        the container port the project publishes.
+      - RV(recreate_pending) compares the environment; keepwarm changes these ports only together with
+        C(OLLAMA_HOST).
+    type: list
+    elements: str
+    default: []
   state:
     description: Whether keepwarm's override file exists. V(absent) removes it (the project's own settings apply).
     type: str
@@ -165,6 +179,7 @@ diff:
   type: dict
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -197,6 +212,7 @@ ARGUMENT_SPEC = dict(
     keep_alive=dict(type="raw"),
     max_loaded_models=dict(type="raw"),
     environment=dict(type="dict", default={}),
+    ports=dict(type="list", elements="str", default=[]),
     state=dict(type="str", default="present", choices=["present", "absent"]),
 )
 
@@ -233,6 +249,14 @@ def find_conflicts(docker, project_dir, files, service, *, env, merged):
     return conflicts
 
 
+def render(service, env, version_line, ports):
+    """keepwarm's override text: the service's environment, and ports it publishes besides the project's."""
+    text = render_override(service, env, HEADER, version_line)
+    if ports:
+        text += "    ports:\n" + "".join("      - %s\n" % json.dumps(p) for p in ports)
+    return text
+
+
 def run(module, docker):
     p = module.params
     name = p["override_file"]
@@ -267,7 +291,7 @@ def run(module, docker):
     with open(files[0]) as f:
         version_line = compose_version_line(f.read())
     if p["state"] == "present":
-        text = render_override(p["service"], env, HEADER, version_line)
+        text = render(p["service"], env, version_line, p["ports"])
         after = to_bytes(text)
     else:
         text, after = None, None

@@ -1,6 +1,10 @@
 """ollama_compose_override: which project value keepwarm's file overrides and which one wins over it."""
 
-from ansible_collections.keepwarm.ollama.plugins.modules.ollama_compose_override import find_conflicts
+import yaml
+from ansible_collections.keepwarm.ollama.plugins.modules.ollama_compose_override import (
+    find_conflicts,
+    render,
+)
 
 
 class FakeDocker:
@@ -36,3 +40,11 @@ def test_no_conflict_when_the_project_sets_nothing_of_keepwarms():
     env = [("OLLAMA_KEEP_ALIVE", "-1")]
     files = ["/p/docker-compose.yml", "/p/docker-compose.override.yml"]
     assert find_conflicts(docker, "/p", files, "ollama", env=env, merged={"OLLAMA_KEEP_ALIVE": "-1"}) == []
+
+
+def test_extra_ports_are_rendered_under_the_service():
+    text = render("ollama", [("OLLAMA_HOST", "0.0.0.0:11435")], "", ["127.0.0.1:11435:11435"])
+    assert yaml.safe_load(text) == {
+        "services": {"ollama": {"environment": {"OLLAMA_HOST": "0.0.0.0:11435"}, "ports": ["127.0.0.1:11435:11435"]}}
+    }
+    assert "ports" not in render("ollama", [("OLLAMA_KEEP_ALIVE", "-1")], "", [])
