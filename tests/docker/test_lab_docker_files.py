@@ -55,6 +55,10 @@ def test_image_script_puts_the_emulator_at_bin_ollama(tmp_path):
         assert {"usr/bin/ollama", "usr/bin/env", "etc/passwd", "tmp", "root/.ollama"} <= names
         assert tar.extractfile("usr/bin/ollama").read().startswith(b"#!/usr/bin/python3")
         assert not any(n.startswith("etc/ssh") for n in names)  # never the host's keys
+        # parents as 0755 entries: `docker import` makes missing ones 0700, and a non-root container (the gateway's
+        # sidecar runs as 65534) could not reach /usr/bin/python3
+        dirs = {m.name: m.mode for m in tar.getmembers() if m.isdir()}
+        assert dirs["usr"] == dirs["usr/bin"] == dirs["etc"] == dirs["var"] == 0o755
 
 
 def test_inventory_groups_docker_hosts(tmp_path):
