@@ -502,9 +502,11 @@ def render_md(result: dict) -> str:
     lines += _added_table(capacity, "## 3. Capacity: null upstream, closed loop (no think time: saturation)",
                           "p50_ms", "p99_ms", rps)  # fmt: skip
     if result.get("before_rev"):
-        lines.insert(-1, f"*gateway before* = the gateway at git revision {result['before_rev']} (asyncio streams, "
-                         "h11 on both sides), same machine, same blocks.")  # fmt: skip
-        lines.insert(-1, "")
+        lines[-1:-1] = [
+            "",
+            f"*gateway before* = the gateway at git revision {result['before_rev']} (asyncio "
+            "streams, h11 on both sides, a task per connection), same machine, same blocks.",
+        ]
     lines += ["## 4. Streamed throughput: one client, streams of 20,000 NDJSON lines, one write per line upstream", "",
               "| Target | streams | lines/s | MB/s | chunks as received | CPU µs/line | load |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -541,7 +543,8 @@ def chart(result: dict, path: Path) -> None:
         ("paced 200 req/s, null upstream", "", [r for r in result["rows"] if r["case"].startswith("non-streaming, p")]),
         ("closed loop, null upstream", "", [r for r in result["rows"] if r["case"] == "non-streaming"]),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5), squeeze=False)
+    axes.flat[-1].set_axis_off()
     for ax, (title, key, sub) in zip(axes.flat, panels):
         direct = {r["clients"]: r for r in sub if r["target"] == "direct"}
         targets = [t for t in dict.fromkeys(r["target"] for r in sub) if t != "direct"]
