@@ -411,3 +411,61 @@ def test_large_upload_on_a_fresh_upstream_connection_streams_through(scripted, g
         s.sendall(head + b"b" * size)
         assert s.recv(65536).startswith(b"HTTP/1.1 201 Created\r\n")
     assert got == [size]
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.heads: list = []
+        self.body = b""
+        self.done = 0
+        self.lost: list = []
+
+    def upstream_data(self, up, head, body, done) -> None:
+        if head is not None:
+            self.heads.append(head)
+        self.body += body
+        self.done += done
+
+    def upstream_lost(self, up, why) -> None:
+        self.lost.append(why)
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str):
+        return None
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["framing-kept", "payload-only"])
+def test_reader_at_every_split_point(raw):
+    """gateway/_http_upstream.py's reader fed a response cut in two at every byte, and in random small pieces: the
+    same head, the same body (with its chunk framing, or the payload alone), one `done`, the connection reusable."""
+    import random
+
+    from gateway._http_upstream import Pool, Upstream
+
+    body = b"".join(b"%x;e=1\r\n%s\r\n" % (len(p), p) for p in (LINE, b"x" * 300, LINE)) + b"0\r\nT: 1\r\n\r\n"
+    wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    payload = LINE + b"x" * 300 + LINE
+    rng = random.Random(7)
+    splits = [[i] for i in range(1, len(wire))]
+    splits += [sorted(rng.sample(range(1, len(wire)), rng.randint(2, 40))) for _ in range(200)]
+    for cuts in splits:
+        pool = Pool("http://x", "127.0.0.1", 1)
+        up = Upstream(pool)
+        up.transport = _Transport()
+        owner = _Owner()
+        up.start(owner, b"", raw=raw)
+        for a, b in zip([0, *cuts], [*cuts, len(wire)]):
+            up.data_received(wire[a:b])
+        assert [h.status for h in owner.heads] == [200] and owner.lost == [], cuts
+        assert owner.body == (body if raw else payload) and owner.done == 1, cuts
+        assert pool.idle == [up] and not up.transport.aborted, cuts
