@@ -556,13 +556,19 @@ class _Client(asyncio.Protocol):
             self.conn.receive_data(b"")
         self._pump()
 
-    def _client_gone(self) -> None:
+    def _drop_upstream(self) -> Optional[Upstream]:
+        """Abort the request in flight at Ollama, if any (Ollama sees its client leave, as when the client talks to
+        it directly); the connection is not reused."""
         up = self.up
-        if up is None:
+        if up is not None:
+            self.up = None
+            up.owner = None
+            up.abort()
+        return up
+
+    def _client_gone(self) -> None:
+        if self._drop_upstream() is None:
             return
-        self.up = None
-        up.owner = None
-        up.abort()  # Ollama sees its client leave, as when the client talks to it directly
         self.gw.metrics.client_disconnects += 1
         self.gw.log(event="client_gone", target=self.req.target.decode("latin-1"), action="upstream_aborted",
                     client=self.name)  # fmt: skip
@@ -571,11 +577,7 @@ class _Client(asyncio.Protocol):
         """End the connection (what was written is still sent); a request still in flight is aborted upstream."""
         self.reading = False
         self._disarm()
-        up = self.up
-        if up is not None:
-            self.up = None
-            up.owner = None
-            up.abort()
+        self._drop_upstream()
         if self.task is not None:
             self.task.cancel()
             self.task = None
